@@ -1,0 +1,214 @@
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import net from 'node:net';
+import { DEFAULT_MAX_FRAME_LENGTH } from './constants.js';
+import { MilterProtocolError } from './errors.js';
+import { Verdict, type MilterFilter } from './filter.js';
+import { FrameDecoder } from './frame-decoder.js';
+import { formatListenAddress, parseListenAddress, type ListenAddress } from './listen-address.js';
+import { MilterSession, type SessionObserver } from './session.js';
+
+export interface ServerObserver extends SessionObserver {
+  /** A connection arrived while the server was full; it is refused (tempfail at CONNECT, or dropped). */
+  overloaded?(reason: 'max-sessions'): void;
+  /** A session opened; `active` counts it. */
+  opened?(sessionId: string, active: number, remote: string): void;
+}
+
+export interface MilterServerOptions {
+  /** Concurrent sessions served; one more connection than this is tempfailed at CONNECT. Default 1000. */
+  readonly maxSessions?: number;
+  /** A connection silent this long while no hook runs is closed (ms). Default 7210 s, as libmilter. */
+  readonly idleTimeoutMs?: number;
+  /** Largest packet accepted; a larger length field closes the connection. Default 1 MiB. */
+  readonly maxFrameLength?: number;
+  /** Interval of progress packets while a hook works (ms). Default 5000 (Sendmail's read timeout is 10 s). */
+  readonly progressIntervalMs?: number;
+  /** Mode of a UNIX socket file. Default 0o660. */
+  readonly unixSocketMode?: number;
+  readonly observer?: ServerObserver;
+}
+
+interface Connection {
+  readonly socket: net.Socket;
+  readonly session: MilterSession<unknown>;
+}
+
+// Packets a session may have waiting (possible only with no-reply steps) before reading pauses.
+const MAX_QUEUED_FRAMES = 256;
+
+// Connections beyond maxSessions still get a polite 4xx, up to this many; past that they are dropped.
+const OVERFLOW_ALLOWANCE = 64;
+
+const OVERLOAD_FILTER: MilterFilter<undefined> = {
+  connect: () => Verdict.tempfail({ code: 451, xcode: '4.3.2', text: 'Too many concurrent sessions at the mail filter, try again later' }),
+};
+
+/**
+ * Accepts MTA connections and runs one MilterSession per connection. Postfix keeps one milter connection per
+ * SMTP session, so sessions live for many messages; closing is graceful (messages in flight finish).
+ */
+export class MilterServer<S> {
+  private readonly server: net.Server;
+  private readonly connections = new Set<Connection>();
+  private readonly options: Required<Omit<MilterServerOptions, 'observer'>> & { observer: ServerObserver };
+  private filter: MilterFilter<S>;
+  private nextId = 1;
+  private active = 0;
+  private listening: ListenAddress | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(filter: MilterFilter<S>, options: MilterServerOptions = {}) {
+    this.filter = filter;
+    this.options = {
+      maxSessions: options.maxSessions ?? 1000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 7_210_000,
+      maxFrameLength: options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH,
+      progressIntervalMs: options.progressIntervalMs ?? 5000,
+      unixSocketMode: options.unixSocketMode ?? 0o660,
+      observer: options.observer ?? {},
+    };
+    this.server = net.createServer((socket) => this.accept(socket));
+  }
+
+  /** Sessions opened from now on use this filter; sessions already open keep theirs. */
+  setFilter(filter: MilterFilter<S>): void {
+    this.filter = filter;
+  }
+
+  /** Sessions open now (overflow refusals included). */
+  get sessionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Listens on a Postfix/Sendmail-style address; resolves to the address actually bound (port 0 → real port). */
+  async listen(spec: string): Promise<string> {
+    const address = parseListenAddress(spec);
+    if (address.kind === 'unix') await removeStaleSocket(address.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error): void => reject(e);
+      this.server.once('error', onError);
+      const done = (): void => {
+        this.server.off('error', onError);
+        resolve();
+      };
+      if (address.kind === 'unix') this.server.listen(address.path, done);
+      else this.server.listen({ host: address.host, port: address.port, ipv6Only: net.isIP(address.host) === 6 }, done);
+    });
+    if (address.kind === 'unix') {
+      await chmod(address.path, this.options.unixSocketMode);
+      this.listening = address;
+    } else {
+      const bound = this.server.address() as net.AddressInfo;
+      this.listening = { kind: 'tcp', host: address.host, port: bound.port };
+    }
+    return formatListenAddress(this.listening);
+  }
+
+  /**
+   * Stops accepting, lets sessions finish the message they are in, then closes them. Sessions still busy at
+   * the deadline are cut (the MTA applies its milter default action, tempfail in our examples).
+   */
+  close(deadlineMs = 30_000): Promise<void> {
+    this.closing ??= this.drain(deadlineMs);
+    return this.closing;
+  }
+
+  private async drain(deadlineMs: number): Promise<void> {
+    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const deadline = Date.now() + deadlineMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      for (const c of this.connections) {
+        if (!c.session.inMessage && !c.session.isBusy) c.socket.end();
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (const c of this.connections) c.socket.destroy();
+    await stopped;
+    if (this.listening?.kind === 'unix') await unlink(this.listening.path).catch(() => undefined);
+  }
+
+  private accept(socket: net.Socket): void {
+    const { observer } = this.options;
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    let filter: MilterFilter<unknown> = this.filter as MilterFilter<unknown>;
+    if (this.active >= this.options.maxSessions) {
+      observer.overloaded?.('max-sessions');
+      if (this.connections.size >= this.options.maxSessions + OVERFLOW_ALLOWANCE) {
+        socket.destroy();
+        return;
+      }
+      filter = OVERLOAD_FILTER as MilterFilter<unknown>;
+    }
+    const counts = filter !== OVERLOAD_FILTER;
+    if (counts) this.active++;
+    if (socket.remoteFamily !== undefined && socket.remoteFamily !== '') socket.setNoDelay(true);
+
+    const id = `${process.pid.toString(36)}-${(this.nextId++).toString(36)}`;
+    const decoder = new FrameDecoder(this.options.maxFrameLength);
+    const session = new MilterSession(filter, {
+      write: (data) => {
+        if (!socket.destroyed) socket.write(data);
+      },
+      end: () => socket.end(),
+    }, { id, progressIntervalMs: this.options.progressIntervalMs, observer, drained: () => socket.resume() });
+    const conn: Connection = { socket, session };
+    this.connections.add(conn);
+    observer.opened?.(id, this.active, `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`);
+
+    socket.setTimeout(this.options.idleTimeoutMs);
+    socket.on('timeout', () => {
+      // A long scan is not idleness: the session sends progress, and its reply re-arms the timer.
+      if (session.isBusy) return;
+      session.fail(new MilterProtocolError('timeout', `no command from the MTA for ${this.options.idleTimeoutMs} ms`));
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        session.fail(e);
+        socket.destroy();
+        return;
+      }
+      if (frames.length > 0) session.receive(frames);
+      if (session.queuedFrames > MAX_QUEUED_FRAMES) socket.pause();
+    });
+    socket.on('error', () => {
+      // Reset by the peer and similar: the 'close' event that follows does the cleanup.
+    });
+    socket.on('close', () => {
+      this.connections.delete(conn);
+      if (counts) this.active--;
+      session.transportClosed();
+    });
+  }
+}
+
+/** A socket file left by a crashed run is replaced; one a live process listens on is an error. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let stat;
+  try {
+    stat = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) {
+    const err = new Error(`${path} is in use by another process`) as NodeJS.ErrnoException;
+    err.code = 'EADDRINUSE';
+    throw err;
+  }
+  await unlink(path);
+}

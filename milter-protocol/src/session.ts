@@ -1,0 +1,557 @@
+import { ActionFlag, ALL_ACTIONS, CommandCode, MacroStage, ProtocolFlag } from './constants.js';
+import { decodeCommand } from './command-decoder.js';
+import { MilterProtocolError } from './errors.js';
+import type { ConnectInfo, HookResult, MacroStageName, MilterFilter, MtaKind, NoReplyStage, SessionContext } from './filter.js';
+import { Verdict } from './filter.js';
+import { MacroStore } from './macros.js';
+import type { CommandType, Frame, MacroRequests, MilterCommand, ResponseType } from './messages.js';
+import { MessageModifierImpl } from './message-modifier.js';
+import { negotiate, type NegotiatedOptions, type OptionRequest } from './negotiate.js';
+import { encodeReplyCode } from './reply-code.js';
+import { encodeResponse } from './response-encoder.js';
+
+/** Where the session's bytes go. The session never touches a socket itself. */
+export interface SessionTransport {
+  write(data: Buffer): void;
+  /** Close the connection (after QUIT, or on a protocol error). */
+  end(): void;
+}
+
+/** Hooks for logs and metrics; the protocol package imports neither. */
+export interface SessionObserver {
+  negotiated?(sessionId: string, options: NegotiatedOptions): void;
+  command?(sessionId: string, type: CommandType): void;
+  reply?(sessionId: string, stage: CommandType, reply: ResponseType): void;
+  protocolError?(sessionId: string, error: MilterProtocolError): void;
+  hookError?(sessionId: string, stage: CommandType, error: unknown): void;
+  closed?(sessionId: string): void;
+}
+
+export interface SessionOptions {
+  readonly id: string;
+  /** How often progress packets go out while a hook is still working (ms). */
+  readonly progressIntervalMs: number;
+  readonly observer?: SessionObserver;
+  /** Called when every received packet has been handled (lets a transport resume reading). */
+  readonly drained?: () => void;
+}
+
+type Phase = 'negotiate' | 'connect' | 'session' | 'message';
+
+// Position of each message command in a transaction; a command may repeat its step or move forward only.
+const MESSAGE_STEP: Partial<Record<CommandType, number>> = { mail: 1, rcpt: 2, data: 3, header: 4, eoh: 5, body: 6, eom: 7 };
+
+const NO_STEP_FOR_HOOK: ReadonlyArray<readonly [keyof MilterFilter<unknown>, number]> = [
+  ['connect', ProtocolFlag.NOCONNECT],
+  ['helo', ProtocolFlag.NOHELO],
+  ['envfrom', ProtocolFlag.NOMAIL],
+  ['envrcpt', ProtocolFlag.NORCPT],
+  ['data', ProtocolFlag.NODATA],
+  ['header', ProtocolFlag.NOHDRS],
+  ['eoh', ProtocolFlag.NOEOH],
+  ['body', ProtocolFlag.NOBODY],
+  ['unknown', ProtocolFlag.NOUNKNOWN],
+];
+
+const NO_REPLY_FLAG: Record<NoReplyStage, number> = {
+  connect: ProtocolFlag.NR_CONN,
+  helo: ProtocolFlag.NR_HELO,
+  envfrom: ProtocolFlag.NR_MAIL,
+  envrcpt: ProtocolFlag.NR_RCPT,
+  data: ProtocolFlag.NR_DATA,
+  header: ProtocolFlag.NR_HDR,
+  eoh: ProtocolFlag.NR_EOH,
+  body: ProtocolFlag.NR_BODY,
+  unknown: ProtocolFlag.NR_UNKN,
+};
+
+const MACRO_STAGE: Record<MacroStageName, number> = {
+  connect: MacroStage.CONNECT,
+  helo: MacroStage.HELO,
+  envfrom: MacroStage.ENVFROM,
+  envrcpt: MacroStage.ENVRCPT,
+  data: MacroStage.DATA,
+  eoh: MacroStage.EOH,
+  eom: MacroStage.EOM,
+};
+
+/** What a filter asks for in OPTNEG: the stages it has hooks for, its actions, macros and features. */
+export function optionRequestFor(filter: MilterFilter<unknown>): OptionRequest {
+  let protocol = 0;
+  for (const [hook, flag] of NO_STEP_FOR_HOOK) if (typeof filter[hook] !== 'function') protocol |= flag;
+  for (const stage of filter.noReply ?? []) protocol |= NO_REPLY_FLAG[stage];
+  if (filter.header || filter.body) protocol |= ProtocolFlag.SKIP;
+  if (filter.rejectedRecipients) protocol |= ProtocolFlag.RCPT_REJ;
+  if (filter.headerLeadingSpace) protocol |= ProtocolFlag.HDR_LEADSPC;
+
+  let macroRequests: MacroRequests | undefined;
+  if (filter.macros) {
+    const map = new Map<number, readonly string[]>();
+    for (const [stage, names] of Object.entries(filter.macros) as [MacroStageName, readonly string[]][]) {
+      // A connect list replaces Postfix's default one; keep `v`, which tells us which MTA we talk to.
+      const list = stage === 'connect' && !names.includes('v') ? [...names, 'v'] : names;
+      if (list.length > 0) map.set(MACRO_STAGE[stage], list);
+    }
+    if (map.size > 0) macroRequests = map;
+  }
+  const actions = (filter.actions ?? ALL_ACTIONS) & ~ActionFlag.SETSYMLIST;
+  return macroRequests ? { actions, protocol, macroRequests } : { actions, protocol };
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function stripIpv6Prefix(address: string): string {
+  return address.length > 5 && address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+}
+
+/**
+ * One milter conversation: decodes packets, keeps the state machine and macros, calls the filter's hooks in
+ * order (never two at once) and writes exactly one final reply per command that expects one, preceded by
+ * any progress packets and end-of-message modifications. Transport-agnostic: bytes go through
+ * SessionTransport, so it can be driven by a socket or by a test feeding frames.
+ */
+export class MilterSession<S> implements SessionContext<S> {
+  readonly id: string;
+  state: S;
+  negotiated: NegotiatedOptions = { version: 0, actions: 0, protocol: 0, missingActions: 0, missingProtocol: 0 };
+  mta: MtaKind = 'unknown';
+  connection: ConnectInfo | undefined;
+  helo: string | undefined;
+  messageCount = 0;
+
+  private phase: Phase = 'negotiate';
+  private step = 0;
+  private readonly macroStore = new MacroStore();
+  private queue: Frame[] = [];
+  private head = 0;
+  private busy = false;
+  private ended = false;
+  private cleanedUp = false;
+  /** A verdict from a stage whose reply was waived, given at the next answered command of the message. */
+  private heldVerdict: Verdict | undefined;
+
+  private readonly filter: MilterFilter<S>;
+  private readonly transport: SessionTransport;
+  private readonly options: SessionOptions;
+
+  constructor(filter: MilterFilter<S>, transport: SessionTransport, options: SessionOptions) {
+    this.filter = filter;
+    this.transport = transport;
+    this.options = options;
+    this.id = options.id;
+    this.state = this.newState();
+  }
+
+  /** True while a message is between MAIL and its end (EOM or ABORT). */
+  get inMessage(): boolean {
+    return this.phase === 'message';
+  }
+
+  /** True while a hook is running or packets wait to be handled. */
+  get isBusy(): boolean {
+    return this.busy || this.head < this.queue.length;
+  }
+
+  /** Packets received and not yet handled. */
+  get queuedFrames(): number {
+    return this.queue.length - this.head;
+  }
+
+  macro(name: string): string | undefined {
+    return this.macroStore.get(name);
+  }
+
+  macros(): Map<string, string> {
+    return this.macroStore.all();
+  }
+
+  /** Feeds decoded frames in arrival order. */
+  receive(frames: readonly Frame[]): void {
+    if (this.ended) return;
+    for (const f of frames) this.queue.push(f);
+    if (!this.busy) this.pump();
+  }
+
+  /** The transport went away (EOF, error, timeout): end the message and the session. */
+  transportClosed(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.busy) void this.cleanup();
+  }
+
+  /** Ends the session with a protocol error: reported, then the connection is closed. */
+  fail(error: unknown): void {
+    const err =
+      error instanceof MilterProtocolError ? error : new MilterProtocolError('malformed-command', String(error), { cause: error });
+    this.options.observer?.protocolError?.(this.id, err);
+    this.ended = true;
+    this.transport.end();
+    if (!this.busy) void this.cleanup();
+  }
+
+  private pump(): void {
+    while (this.head < this.queue.length) {
+      if (this.ended) break;
+      const frame = this.queue[this.head++] as Frame;
+      let pending: Promise<void> | void;
+      try {
+        pending = this.handle(decodeCommand(frame));
+      } catch (e) {
+        this.fail(e);
+        break;
+      }
+      if (pending) {
+        this.busy = true;
+        pending.then(
+          () => this.resume(),
+          (e: unknown) => {
+            this.fail(e);
+            this.resume();
+          },
+        );
+        return;
+      }
+    }
+    this.queue = [];
+    this.head = 0;
+    if (this.ended) void this.cleanup();
+    else this.options.drained?.();
+  }
+
+  private resume(): void {
+    this.busy = false;
+    this.pump();
+  }
+
+  private async cleanup(): Promise<void> {
+    if (this.cleanedUp) return;
+    this.cleanedUp = true;
+    try {
+      if (this.phase === 'message') await this.filter.abort?.(this);
+      await this.filter.close?.(this);
+    } catch (e) {
+      this.options.observer?.hookError?.(this.id, 'quit', e);
+    }
+    this.options.observer?.closed?.(this.id);
+  }
+
+  private handle(cmd: MilterCommand): Promise<void> | void {
+    this.options.observer?.command?.(this.id, cmd.type);
+    if (this.phase === 'negotiate' && cmd.type !== 'optneg') {
+      throw new MilterProtocolError('unexpected-command', `${cmd.type} before option negotiation`);
+    }
+    switch (cmd.type) {
+      case 'optneg':
+        return this.onOptneg(cmd);
+      case 'macro':
+        this.macroStore.define(cmd.stage, cmd.macros);
+        return;
+      case 'connect':
+        return this.onConnect(cmd);
+      case 'helo':
+        return this.onHelo(cmd.name);
+      case 'mail':
+        if (this.phase === 'message') {
+          // A new MAIL without ABORT: end the old message first, as libmilter does.
+          const aborted = this.abortMessage();
+          if (aborted) return aborted.then(() => this.onMail(cmd.sender, cmd.esmtpArgs));
+        }
+        return this.onMail(cmd.sender, cmd.esmtpArgs);
+      case 'rcpt':
+        this.enterMessageStep('rcpt');
+        this.macroStore.enter(CommandCode.RCPT);
+        return this.runHook('rcpt', ProtocolFlag.NR_RCPT, this.filter.envrcpt && (() => this.filter.envrcpt!(this, cmd.recipient, cmd.esmtpArgs)));
+      case 'data':
+        this.enterMessageStep('data');
+        return this.runHook('data', ProtocolFlag.NR_DATA, this.filter.data && (() => this.filter.data!(this)));
+      case 'header':
+        this.enterMessageStep('header');
+        return this.runHook('header', ProtocolFlag.NR_HDR, this.filter.header && (() => this.filter.header!(this, cmd.name, cmd.value)));
+      case 'eoh':
+        this.enterMessageStep('eoh');
+        return this.runHook('eoh', ProtocolFlag.NR_EOH, this.filter.eoh && (() => this.filter.eoh!(this)));
+      case 'body':
+        this.enterMessageStep('body');
+        return this.runHook('body', ProtocolFlag.NR_BODY, this.filter.body && (() => this.filter.body!(this, cmd.chunk)));
+      case 'eom':
+        return this.onEom(cmd.chunk);
+      case 'unknown':
+        return this.runHook('unknown', ProtocolFlag.NR_UNKN, this.filter.unknown && (() => this.filter.unknown!(this, cmd.line)));
+      case 'abort':
+        // Postfix sends ABORT after every message and twice at QUIT: outside a message it is a no-op.
+        if (this.phase === 'message') return this.abortMessage();
+        return;
+      case 'quit':
+        this.ended = true;
+        this.transport.end();
+        return;
+      case 'quit-nc':
+        return this.onQuitNewConnection();
+    }
+  }
+
+  private onOptneg(cmd: { version: number; actions: number; protocol: number }): void {
+    if (this.phase !== 'negotiate') throw new MilterProtocolError('unexpected-command', 'a second option negotiation');
+    this.negotiated = negotiate(cmd, optionRequestFor(this.filter as MilterFilter<unknown>));
+    this.phase = 'connect';
+    this.options.observer?.negotiated?.(this.id, this.negotiated);
+    const { version, actions, protocol, macroRequests } = this.negotiated;
+    this.send('optneg', encodeResponse(macroRequests ? { type: 'optneg', version, actions, protocol, macroRequests } : { type: 'optneg', version, actions, protocol }), 'optneg');
+  }
+
+  private onConnect(cmd: Extract<MilterCommand, { type: 'connect' }>): Promise<void> | void {
+    if (this.phase !== 'connect') throw new MilterProtocolError('unexpected-command', 'CONNECT on a connection that is already connected');
+    this.macroStore.enter(CommandCode.CONNECT);
+    const info: ConnectInfo =
+      cmd.family === 'U'
+        ? { hostname: cmd.hostname, family: cmd.family, address: '', port: 0 }
+        : { hostname: cmd.hostname, family: cmd.family, address: stripIpv6Prefix(cmd.address), port: cmd.port };
+    this.connection = info;
+    this.mta = this.detectMta();
+    this.phase = 'session';
+    return this.runHook('connect', ProtocolFlag.NR_CONN, this.filter.connect && (() => this.filter.connect!(this, info)));
+  }
+
+  private detectMta(): MtaKind {
+    const v = this.macroStore.get('v') ?? '';
+    if (v.startsWith('Postfix')) return 'postfix';
+    if (/^\d+\.\d+/.test(v) || this.macroStore.get('if_addr') !== undefined) return 'sendmail';
+    return 'unknown';
+  }
+
+  private onHelo(name: string): Promise<void> | void {
+    this.leaveConnectPhase();
+    const run = (): Promise<void> | void => {
+      this.macroStore.enter(CommandCode.HELO);
+      this.helo = name;
+      return this.runHook('helo', ProtocolFlag.NR_HELO, this.filter.helo && (() => this.filter.helo!(this, name)));
+    };
+    if (this.phase === 'message') {
+      const aborted = this.abortMessage();
+      if (aborted) return aborted.then(run);
+    }
+    return run();
+  }
+
+  private onMail(sender: string, esmtpArgs: readonly string[]): Promise<void> | void {
+    this.leaveConnectPhase();
+    this.beginMessage();
+    this.step = MESSAGE_STEP.mail as number;
+    this.macroStore.enter(CommandCode.MAIL);
+    return this.runHook('mail', ProtocolFlag.NR_MAIL, this.filter.envfrom && (() => this.filter.envfrom!(this, sender, esmtpArgs)));
+  }
+
+  private onEom(chunk: Buffer): Promise<void> | void {
+    this.enterMessageStep('eom');
+    const endMessage = (): void => {
+      this.phase = 'session';
+      this.step = 0;
+      this.heldVerdict = undefined;
+    };
+    // Data on EOM is a last body chunk (libmilter's reading); its verdict is given with the EOM reply.
+    const bodyDone =
+      chunk.length > 0 && this.filter.body ? this.callHook('body', () => this.filter.body!(this, chunk), (v) => this.hold(v), false) : undefined;
+    const run = (): Promise<void> | void => {
+      if (!this.filter.eom) {
+        this.reply('eom', this.takeHeld(Verdict.continue));
+        endMessage();
+        return;
+      }
+      const modifier = new MessageModifierImpl(this.negotiated, () => this.sendProgress('eom'));
+      const finish = (verdict: Verdict | void): void => {
+        const final = this.takeHeld(verdict ?? Verdict.continue);
+        const out = this.encodeVerdict('eom', final);
+        // Modifications only count with an accepting verdict; never after a failure.
+        const mods = final.type === 'continue' || final.type === 'accept' || final.type === 'discard' ? modifier.packets() : [];
+        this.send('eom', mods.length ? Buffer.concat([...mods, out.bytes]) : out.bytes, out.type);
+        endMessage();
+      };
+      return this.callHook('eom', () => this.filter.eom!(this, modifier), finish, true);
+    };
+    if (bodyDone) return bodyDone.then(run);
+    return run();
+  }
+
+  private onQuitNewConnection(): Promise<void> | void {
+    const wasInMessage = this.phase === 'message';
+    const done = async (): Promise<void> => {
+      if (wasInMessage) await this.filter.abort?.(this);
+      await this.filter.close?.(this);
+      this.macroStore.clear();
+      this.connection = undefined;
+      this.helo = undefined;
+      this.messageCount = 0;
+      this.phase = 'connect';
+      this.step = 0;
+      this.heldVerdict = undefined;
+      this.state = this.newState();
+    };
+    return done();
+  }
+
+  /** Runs the abort hook for the current message and resets message state. */
+  private abortMessage(): Promise<void> | void {
+    this.phase = 'session';
+    this.step = 0;
+    this.heldVerdict = undefined;
+    if (!this.filter.abort) return;
+    try {
+      const r = this.filter.abort(this);
+      if (isThenable(r)) return Promise.resolve(r).catch((e: unknown) => this.options.observer?.hookError?.(this.id, 'abort', e));
+    } catch (e) {
+      this.options.observer?.hookError?.(this.id, 'abort', e);
+    }
+  }
+
+  private leaveConnectPhase(): void {
+    // With NOCONNECT negotiated the MTA never sends CONNECT: HELO or MAIL is the first command.
+    if (this.phase === 'connect') this.phase = 'session';
+  }
+
+  private beginMessage(): void {
+    this.phase = 'message';
+    this.messageCount++;
+    this.heldVerdict = undefined;
+  }
+
+  private enterMessageStep(type: CommandType): void {
+    const step = MESSAGE_STEP[type] as number;
+    if (this.phase !== 'message') {
+      // Without a MAIL hook we asked the MTA not to send MAIL: the first message command opens the message.
+      if ((this.negotiated.protocol & ProtocolFlag.NOMAIL) === 0 || this.phase === 'negotiate') {
+        throw new MilterProtocolError('unexpected-command', `${type} outside a message (no MAIL before it)`);
+      }
+      this.leaveConnectPhase();
+      this.beginMessage();
+    } else if (step < this.step) {
+      throw new MilterProtocolError('unexpected-command', `${type} after a later stage of the same message`);
+    }
+    this.step = step;
+  }
+
+  private newState(): S {
+    return this.filter.createState ? this.filter.createState() : (undefined as S);
+  }
+
+  /**
+   * Calls a stage's hook and replies. Synchronous hooks reply synchronously (no promise per packet); a
+   * hook that returns a promise gets progress packets while it works (where the MTA accepts them).
+   */
+  private runHook(stage: CommandType, noReplyFlag: number, hook: (() => HookResult) | undefined): Promise<void> | void {
+    const noReply = (this.negotiated.protocol & noReplyFlag) !== 0;
+    if (!hook) {
+      if (!noReply) this.reply(stage, Verdict.continue);
+      return;
+    }
+    const decide = (verdict: Verdict | void): void => {
+      const v = verdict ?? Verdict.continue;
+      if (noReply) this.hold(v);
+      else this.reply(stage, this.phase === 'message' ? this.takeHeld(v) : v);
+    };
+    return this.callHook(stage, hook, decide, !noReply);
+  }
+
+  private hold(v: Verdict | void): void {
+    if (v && v.type !== 'continue' && v.type !== 'skip' && this.heldVerdict === undefined) this.heldVerdict = v;
+  }
+
+  private callHook(stage: CommandType, hook: () => HookResult, decide: (v: Verdict | void) => void, answers: boolean): Promise<void> | void {
+    let result: HookResult;
+    try {
+      result = hook();
+    } catch (e) {
+      return this.hookFailed(stage, e, answers);
+    }
+    if (!isThenable(result)) return decide(result);
+    const ticker = answers && this.progressAllowed(stage) ? setInterval(() => this.sendProgress(stage), this.options.progressIntervalMs) : undefined;
+    return Promise.resolve(result).then(
+      (v) => {
+        if (ticker) clearInterval(ticker);
+        decide(v);
+      },
+      (e: unknown) => {
+        if (ticker) clearInterval(ticker);
+        this.hookFailed(stage, e, answers);
+      },
+    );
+  }
+
+  /** A hook that throws fails closed: the stage is tempfailed, never accepted. */
+  private hookFailed(stage: CommandType, error: unknown, answers: boolean): void {
+    this.options.observer?.hookError?.(this.id, stage, error);
+    if (answers) this.reply(stage, Verdict.tempfail());
+    else if (this.heldVerdict === undefined) this.heldVerdict = Verdict.tempfail();
+    if (stage === 'eom') {
+      this.phase = 'session';
+      this.step = 0;
+    }
+  }
+
+  private takeHeld(v: Verdict): Verdict {
+    if (v.type !== 'continue' || this.heldVerdict === undefined) return v;
+    const held = this.heldVerdict;
+    this.heldVerdict = undefined;
+    return held;
+  }
+
+  // Sendmail accepts progress only while waiting for the EOM reply; Postfix at any stage.
+  private progressAllowed(stage: CommandType): boolean {
+    return stage === 'eom' || this.mta === 'postfix';
+  }
+
+  private sendProgress(stage: CommandType): void {
+    if (this.ended) return;
+    this.send(stage, encodeResponse({ type: 'progress' }), 'progress');
+  }
+
+  private reply(stage: CommandType, verdict: Verdict): void {
+    const out = this.encodeVerdict(stage, verdict);
+    this.send(stage, out.bytes, out.type);
+  }
+
+  private encodeVerdict(stage: CommandType, verdict: Verdict): { bytes: Buffer; type: ResponseType } {
+    const fixed = (type: 'continue' | 'accept' | 'reject' | 'tempfail' | 'discard' | 'skip') => ({ bytes: encodeResponse({ type }), type });
+    switch (verdict.type) {
+      case 'continue':
+      case 'accept':
+        return fixed(verdict.type);
+      case 'skip':
+        // SKIP is honoured for content events only when negotiated; otherwise it means "go on".
+        return (this.negotiated.protocol & ProtocolFlag.SKIP) !== 0 && (stage === 'body' || stage === 'header') ? fixed('skip') : fixed('continue');
+      case 'discard':
+        if (stage === 'connect' || stage === 'helo' || stage === 'unknown') {
+          this.invalid(`discard is not allowed at ${stage}; tempfailing instead`);
+          return fixed('tempfail');
+        }
+        return fixed('discard');
+      case 'reject':
+      case 'tempfail': {
+        const reply = verdict.reply;
+        if (!reply) return fixed(verdict.type);
+        const wantClass = verdict.type === 'reject' ? 5 : 4;
+        try {
+          if (Math.floor(reply.code / 100) !== wantClass) {
+            throw new MilterProtocolError('invalid-reply', `${verdict.type} with reply code ${reply.code}`);
+          }
+          return { bytes: encodeResponse({ type: 'replycode', text: encodeReplyCode(reply) }), type: 'replycode' };
+        } catch (e) {
+          // A reply Postfix would call malformed costs the whole session; fall back to the plain verdict.
+          this.invalid(e instanceof Error ? e.message : String(e));
+          return fixed(verdict.type);
+        }
+      }
+    }
+  }
+
+  private invalid(message: string): void {
+    this.options.observer?.protocolError?.(this.id, new MilterProtocolError('invalid-reply', message));
+  }
+
+  private send(stage: CommandType, bytes: Buffer, type: ResponseType): void {
+    if (this.ended) return;
+    this.transport.write(bytes);
+    this.options.observer?.reply?.(this.id, stage, type);
+  }
+}
