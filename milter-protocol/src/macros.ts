@@ -16,6 +16,8 @@ const SLOT_OF_STAGE: ReadonlyMap<number, number> = new Map([
   [CommandCode.UNKNOWN, 7],
 ]);
 const ORDERED_SLOTS = 7;
+/** The MAIL slot: it and the later ones belong to one message. */
+const MESSAGE_FIRST_SLOT = 2;
 /** Stages whose command starts a new scope: later stages' macros are stale from then on. */
 const SCOPING_SLOTS = 4;
 
@@ -59,6 +61,11 @@ export class MacroStore {
       for (const [k, v] of this.slots[slot] ?? []) out.set(k.length === 1 ? k : `{${k}}`, v);
     }
     return out;
+  }
+
+  /** A message ended (EOM answered, or ABORT): its MAIL…EOM maps must not leak into the next message. */
+  endMessage(): void {
+    for (let i = MESSAGE_FIRST_SLOT; i < ORDERED_SLOTS; i++) this.slots[i] = undefined;
   }
 
   clear(): void {

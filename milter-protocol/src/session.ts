@@ -280,7 +280,8 @@ export class MilterSession<S> implements SessionContext<S> {
       case 'unknown':
         return this.runHook('unknown', ProtocolFlag.NR_UNKN, this.filter.unknown && (() => this.filter.unknown!(this, cmd.line)));
       case 'abort':
-        // Postfix sends ABORT after every message and twice at QUIT: outside a message it is a no-op.
+        // Postfix sends ABORT after every message and twice at QUIT: outside a message it only clears macros.
+        this.macroStore.endMessage();
         if (this.phase === 'message') return this.abortMessage();
         return;
       case 'quit':
@@ -349,6 +350,7 @@ export class MilterSession<S> implements SessionContext<S> {
       this.phase = 'session';
       this.step = 0;
       this.heldVerdict = undefined;
+      this.macroStore.endMessage();
     };
     // Data on EOM is a last body chunk (libmilter's reading); its verdict is given with the EOM reply.
     const bodyDone =
@@ -486,6 +488,8 @@ export class MilterSession<S> implements SessionContext<S> {
     if (stage === 'eom') {
       this.phase = 'session';
       this.step = 0;
+      this.heldVerdict = undefined;
+      this.macroStore.endMessage();
     }
   }
 
