@@ -30,5 +30,5 @@ if (files.length === 0) {
 }
 // End-to-end tests share one private Postfix/Sendmail per file; run files one after another so they do not
 // fight over CPU on a 2-core machine and timings stay meaningful.
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

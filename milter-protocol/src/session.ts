@@ -131,6 +131,8 @@ export class MilterSession<S> implements SessionContext<S> {
   private cleanedUp = false;
   /** A verdict from a stage whose reply was waived, given at the next answered command of the message. */
   private heldVerdict: Verdict | undefined;
+  /** Sends progress while a hook works; stopped when it settles or the connection goes away. */
+  private progressTimer: NodeJS.Timeout | undefined;
 
   private readonly filter: MilterFilter<S>;
   private readonly transport: SessionTransport;
@@ -176,6 +178,7 @@ export class MilterSession<S> implements SessionContext<S> {
 
   /** The transport went away (EOF, error, timeout): end the message and the session. */
   transportClosed(): void {
+    this.stopProgress();
     if (this.ended) return;
     this.ended = true;
     if (!this.busy) void this.cleanup();
@@ -186,6 +189,7 @@ export class MilterSession<S> implements SessionContext<S> {
     const err =
       error instanceof MilterProtocolError ? error : new MilterProtocolError('malformed-command', String(error), { cause: error });
     this.options.observer?.protocolError?.(this.id, err);
+    this.stopProgress();
     this.ended = true;
     this.transport.end();
     if (!this.busy) void this.cleanup();
@@ -467,17 +471,24 @@ export class MilterSession<S> implements SessionContext<S> {
       return this.hookFailed(stage, e, answers);
     }
     if (!isThenable(result)) return decide(result);
-    const ticker = answers && this.progressAllowed(stage) ? setInterval(() => this.sendProgress(stage), this.options.progressIntervalMs) : undefined;
+    if (answers && this.progressAllowed(stage)) {
+      this.progressTimer = setInterval(() => this.sendProgress(stage), this.options.progressIntervalMs);
+    }
     return Promise.resolve(result).then(
       (v) => {
-        if (ticker) clearInterval(ticker);
+        this.stopProgress();
         decide(v);
       },
       (e: unknown) => {
-        if (ticker) clearInterval(ticker);
+        this.stopProgress();
         this.hookFailed(stage, e, answers);
       },
     );
+  }
+
+  private stopProgress(): void {
+    if (this.progressTimer !== undefined) clearInterval(this.progressTimer);
+    this.progressTimer = undefined;
   }
 
   /** A hook that throws fails closed: the stage is tempfailed, never accepted. */

@@ -1,0 +1,209 @@
+// The server over real loopback sockets, driven by the package's own MTA-side client.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { MilterServer, Verdict, type MilterFilter, type MilterProtocolError, type MilterServerOptions } from '@postfix-milter-ts/protocol';
+import { MilterClient } from '@postfix-milter-ts/protocol/testing';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'milter-server-test-'));
+  dirs.push(d);
+  return d;
+}
+
+const CONNECT = { type: 'connect', hostname: 'client.example', family: '4', port: 1234, address: '192.0.2.1' } as const;
+
+function addHeaderFilter(): MilterFilter<undefined> {
+  return { connect: () => undefined, envfrom: () => undefined, eom: (_s, m) => m.addHeader('X-Seen', 'yes') };
+}
+
+async function start<S>(filter: MilterFilter<S>, options: MilterServerOptions = {}, spec = 'inet:127.0.0.1:0') {
+  const errors: MilterProtocolError[] = [];
+  let overloaded = 0;
+  const server = new MilterServer(filter, {
+    ...options,
+    observer: { protocolError: (_id, e) => errors.push(e), overloaded: () => overloaded++ },
+  });
+  const address = await server.listen(spec);
+  return { server, address, errors, overloaded: () => overloaded };
+}
+
+/** One whole message the way Postfix sends it; returns the EOM reply. */
+async function message(client: MilterClient) {
+  await client.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] });
+  const eom = await client.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await client.send({ type: 'abort' });
+  return eom;
+}
+
+test('inet on 127.0.0.1 port 0 reports the bound port; a whole session works', async (t) => {
+  const { server, address } = await start(addHeaderFilter());
+  t.after(() => server.close(100));
+  assert.match(address, /^inet:127\.0\.0\.1:\d+$/);
+  assert.notEqual(address, 'inet:127.0.0.1:0');
+  const client = await MilterClient.connect(address);
+  await client.negotiate();
+  assert.equal((await client.send(CONNECT))?.final.type, 'continue');
+  for (let i = 0; i < 3; i++) {
+    const eom = await message(client);
+    assert.deepEqual(eom?.interim, [{ type: 'add-header', name: 'X-Seen', value: 'yes' }]);
+    assert.equal(eom?.final.type, 'continue');
+  }
+  await client.quit();
+});
+
+test('inet6 [::1] and inet:[::1] both listen on IPv6 loopback', async (t) => {
+  for (const spec of ['inet6:[::1]:0', 'inet:[::1]:0']) {
+    const { server, address } = await start(addHeaderFilter(), {}, spec);
+    t.after(() => server.close(100));
+    assert.match(address, /^inet6:\[::1\]:\d+$/);
+    const client = await MilterClient.connect(address);
+    await client.negotiate();
+    assert.equal((await client.send(CONNECT))?.final.type, 'continue');
+    await client.quit();
+  }
+});
+
+test('unix socket: mode applied, a stale socket file replaced, a live one refused, a regular file kept', async (t) => {
+  const dir = await tempDir();
+  const path = join(dir, 'milter.sock');
+  // A stale socket file, as a crashed milter leaves it: a process that listens, then dies by SIGKILL.
+  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  await writeFile(join(dir, 'placeholder'), '');
+  assert.ok((await stat(path)).isSocket(), 'a socket file with no listener is present');
+
+  const { server, address } = await start(addHeaderFilter(), { unixSocketMode: 0o600 }, `unix:${path}`);
+  assert.equal(address, `unix:${path}`);
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+  const client = await MilterClient.connect(address);
+  await client.negotiate();
+  assert.equal((await client.send({ type: 'connect', hostname: 'localhost', family: 'L', port: 0, address: path }))?.final.type, 'continue');
+  await client.quit();
+
+  const second = new MilterServer(addHeaderFilter());
+  await assert.rejects(second.listen(`unix:${path}`), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE' && /in use/.test(e.message));
+  await server.close(100);
+  await assert.rejects(stat(path), 'the socket file is removed on close');
+
+  const file = join(dir, 'placeholder');
+  await assert.rejects(new MilterServer(addHeaderFilter()).listen(`unix:${file}`), /not a socket; refusing to replace it/);
+  assert.ok((await stat(file)).isFile());
+  t.after(() => second.close(10));
+});
+
+test('over maxSessions: the extra connection is tempfailed at CONNECT with a reason, and counted', async (t) => {
+  const { server, address, overloaded } = await start(addHeaderFilter(), { maxSessions: 2 });
+  t.after(() => server.close(100));
+  const held = await Promise.all([MilterClient.connect(address), MilterClient.connect(address)]);
+  for (const c of held) await c.negotiate();
+  const extra = await MilterClient.connect(address);
+  await extra.negotiate();
+  const r = await extra.send(CONNECT);
+  assert.deepEqual(r?.final, { type: 'replycode', text: '451 4.3.2 Too many concurrent sessions at the mail filter, try again later' });
+  assert.equal(overloaded(), 1);
+  await extra.quit();
+  await held[0]?.quit();
+  // A slot is free again: a new connection is served normally.
+  await new Promise((r) => setTimeout(r, 50));
+  const again = await MilterClient.connect(address);
+  await again.negotiate();
+  assert.equal((await again.send(CONNECT))?.final.type, 'continue');
+  await again.quit();
+  await held[1]?.quit();
+});
+
+test('an idle connection is closed after the idle timeout; a long hook is not idleness', async (t) => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise((r) => setTimeout(() => r(Verdict.accept), 400)) };
+  const { server, address, errors } = await start(filter, { idleTimeoutMs: 150, progressIntervalMs: 50 });
+  t.after(() => server.close(100));
+
+  const busy = await MilterClient.connect(address);
+  await busy.negotiate();
+  await busy.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = await busy.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  assert.equal(eom?.final.type, 'accept', 'a 400 ms hook outlives a 150 ms idle timeout');
+  assert.ok(eom.interim.length >= 3, 'progress kept the MTA waiting');
+
+  const idle = await MilterClient.connect(address);
+  await idle.negotiate();
+  const t0 = Date.now();
+  await idle.waitForClose();
+  assert.ok(Date.now() - t0 < 2000);
+  assert.ok(errors.some((e) => e.kind === 'timeout'));
+  await busy.quit();
+});
+
+test('graceful close: an idle session is closed at once, a message in flight finishes first', async () => {
+  let finish: () => void = () => undefined;
+  const filter: MilterFilter<undefined> = { envfrom: () => undefined, eom: () => new Promise((r) => (finish = () => r(Verdict.accept))) };
+  const { server, address } = await start(filter);
+  const idle = await MilterClient.connect(address);
+  await idle.negotiate();
+  const inFlight = await MilterClient.connect(address);
+  await inFlight.negotiate();
+  await inFlight.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = inFlight.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await new Promise((r) => setTimeout(r, 30));
+
+  const closed = server.close(5000);
+  await idle.waitForClose();
+  assert.equal(inFlight.closed, false, 'the session with a message in flight is still open');
+  await assert.rejects(MilterClient.connect(address), 'no new connections');
+  finish();
+  assert.equal((await eom)?.final.type, 'accept');
+  await closed;
+  await inFlight.waitForClose();
+  assert.equal(server.sessionCount, 0);
+});
+
+test('graceful close cuts sessions still busy at the deadline', async () => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
+  const { server, address } = await start(filter);
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  const refused = assert.rejects(eom, /closed the connection/);
+  await new Promise((r) => setTimeout(r, 30)); // the EOM has reached the server
+  const t0 = Date.now();
+  await server.close(200);
+  assert.ok(Date.now() - t0 >= 150, 'waited for the message in flight');
+  assert.ok(Date.now() - t0 < 1500);
+  await refused;
+});
+
+test('garbage on one connection closes that connection only', async (t) => {
+  const { server, address, errors } = await start(addHeaderFilter());
+  t.after(() => server.close(100));
+  const good = await MilterClient.connect(address);
+  await good.negotiate();
+  await good.send(CONNECT);
+  const bad = await MilterClient.connect(address);
+  bad.writeRaw(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+  await bad.waitForClose();
+  assert.equal(errors[0]?.kind, 'frame-too-large');
+  assert.match(errors[0]?.message ?? '', /1195725856/);
+  assert.equal((await message(good))?.final.type, 'continue');
+  await good.quit();
+});
+
+test('a packet over maxFrameLength closes the connection', async (t) => {
+  const { server, address, errors } = await start({ ...addHeaderFilter(), header: () => undefined }, { maxFrameLength: 70_000 });
+  t.after(() => server.close(100));
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send(CONNECT);
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const header = c.send({ type: 'header', name: 'X-Big', value: 'x'.repeat(80_000) });
+  await assert.rejects(header);
+  assert.equal(errors[0]?.kind, 'frame-too-large');
+});
