@@ -3,7 +3,10 @@
 # Idempotent: skips apt when every binary is already there. Needs root (CI and dev machines run as root).
 set -euo pipefail
 
-need=(/usr/sbin/postfix /usr/bin/miltertest /usr/bin/swaks /usr/include/libmilter/mfapi.h)
+# One file per package that must be there.
+need=(/usr/sbin/postfix /usr/bin/miltertest /usr/bin/swaks /usr/include/libmilter/mfapi.h
+      /usr/sbin/clamd /usr/bin/clamdscan /usr/sbin/clamav-milter /usr/bin/prometheus /usr/bin/redis-server
+      /usr/sbin/saslpasswd2 /usr/share/perl5/Authen/SASL.pm /usr/bin/m4)
 missing=0
 for f in "${need[@]}"; do [ -e "$f" ] || missing=1; done
 if [ "$missing" = 0 ]; then
@@ -26,8 +29,16 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+debconf-set-selections <<'SEL'
+postfix postfix/main_mailer_type select No configuration
+clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual
+SEL
 apt-get update -qq
+# postfix: the MTA under test; miltertest, swaks: clients; libmilter-dev, gcc: the C reference milter;
+# clamav-daemon, clamdscan: the real scanner; clamav-milter: the peer we benchmark; prometheus: scrapes /metrics;
+# redis-server: shared rate-limit counters; sasl2-bin, libauthen-sasl-perl: SMTP AUTH; m4: Sendmail's cf build.
 apt-get install -y -qq --no-install-recommends \
-  postfix miltertest swaks libmilter-dev gcc libc6-dev >/dev/null
+  postfix miltertest swaks libmilter-dev gcc libc6-dev \
+  clamav-daemon clamdscan clamav-milter prometheus redis-server \
+  sasl2-bin libauthen-sasl-perl m4 >/dev/null
 echo "install-system-deps: installed"
