@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, type MilterConfig } from './config.js';
+import { ConfigError, loadConfigFile } from './config/load-config.js';
+import { configSchema, DEFAULT_CONFIG, type GatewayConfig } from './config/schema.js';
 import { createLogger } from './log.js';
 import { serve } from './serve.js';
 
@@ -18,9 +19,9 @@ program
   .option('-c, --config <file>', 'YAML config file')
   .addOption(new Option('-l, --listen <address>', 'listen address: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH').env('MILTER_LISTEN'))
   .action(async (opts: { config?: string; listen?: string }) => {
-    let config: MilterConfig;
+    let config: GatewayConfig;
     try {
-      config = opts.config ? await loadConfig(opts.config) : DEFAULT_CONFIG;
+      config = opts.config ? await loadConfigFile(configSchema, opts.config) : DEFAULT_CONFIG;
     } catch (e) {
       if (e instanceof ConfigError) {
         process.stderr.write(`postfix-milter-ts: ${e.message}\n`);
@@ -28,8 +29,8 @@ program
       }
       throw e;
     }
-    if (opts.listen) config = { ...config, listen: opts.listen };
-    const log = createLogger(config.logLevel);
+    if (opts.listen) config = { ...config, milter: { ...config.milter, listen: opts.listen } };
+    const log = createLogger(config.log.level);
     try {
       await serve(config, log);
     } catch (e) {

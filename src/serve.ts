@@ -1,28 +1,30 @@
 import { MilterServer } from '@postfix-milter-ts/protocol';
-import type { MilterConfig } from './config.js';
+import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './log.js';
 import { createMessageLogFilter } from './message-log-filter.js';
 
 /** Runs the milter until SIGTERM/SIGINT, then lets messages in flight finish and exits 0. */
-export async function serve(config: MilterConfig, log: Logger): Promise<void> {
+export async function serve(config: GatewayConfig, log: Logger): Promise<void> {
+  const m = config.milter;
   const server = new MilterServer(createMessageLogFilter(log), {
-    maxSessions: config.maxSessions,
-    idleTimeoutMs: config.idleTimeoutSeconds * 1000,
-    progressIntervalMs: config.progressIntervalSeconds * 1000,
-    maxFrameLength: config.maxFrameBytes,
+    maxSessions: m.maxSessions,
+    idleTimeoutMs: m.idleTimeout,
+    progressIntervalMs: m.progressInterval,
+    maxFrameLength: m.maxPacketSize,
+    unixSocketMode: parseInt(m.socketMode, 8),
     observer: {
       protocolError: (session, err) => log.warn({ session, kind: err.kind }, `closing milter connection: ${err.message}`),
       hookError: (session, stage, err) => log.error({ session, stage, err }, 'filter failed; the stage was tempfailed'),
       overloaded: (reason) => log.warn({ reason }, 'connection refused with tempfail: server full'),
     },
   });
-  const address = await server.listen(config.listen);
+  const address = await server.listen(m.listen);
   log.info({ listen: address }, 'milter listening');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ signal, sessions: server.sessionCount }, 'stopping: no new connections, finishing messages in flight');
-      server.close(config.shutdownGraceSeconds * 1000).then(resolve, resolve);
+      server.close(m.shutdownGrace).then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -1,0 +1,84 @@
+// Reads the YAML config and checks it against the schema. Every error names the file, the line, the key
+// and what was expected, because an administrator fixes config by line number.
+import { readFile } from 'node:fs/promises';
+import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import type { z } from 'zod';
+
+export class ConfigError extends Error {
+  /** One line per problem, each `FILE:LINE: key: what is wrong`. */
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type PathKey = string | number;
+
+function lineAt(counter: LineCounter, node: unknown): number | undefined {
+  if (!isNode(node) && !isPair(node)) return undefined;
+  const range = isPair(node) ? (node.key as { range?: [number, number, number] } | null)?.range : node.range;
+  return range ? counter.linePos(range[0]).line : undefined;
+}
+
+/** The YAML node of a key path: the key itself when the path ends on a mapping entry (better line). */
+function nodeFor(doc: Document, path: readonly PathKey[]): unknown {
+  let node: unknown = doc.contents;
+  for (const key of path) {
+    if (!isMap(node) && !(isNode(node) && 'items' in node)) return node;
+    const items = (node as { items: unknown[] }).items;
+    if (isMap(node)) {
+      const pair = items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
+      if (!pair || !isPair(pair)) return node;
+      if (key === path.at(-1)) return pair;
+      node = pair.value;
+    } else {
+      node = typeof key === 'number' ? items[key] : node;
+    }
+  }
+  return node;
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    case 'invalid_type':
+      return `expected ${issue.expected}${'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : ''}`;
+    default:
+      return issue.message;
+  }
+}
+
+/** Parses YAML text and validates it; `source` names the file in messages. */
+export function parseConfigText<T extends z.ZodType>(schema: T, text: string, source: string): z.output<T> {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `${source}:${e.linePos?.[0].line ?? 1}: YAML syntax: ${e.message.split('\n')[0] ?? ''}`));
+  }
+  const value: unknown = doc.contents === null ? {} : doc.toJS();
+  const result = schema.safeParse(value, { reportInput: true });
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    // For unknown keys, point at the first unknown key itself.
+    const path = issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined ? [...issue.path, issue.keys[0]] : issue.path;
+    const keyPath = (issue.code === 'unrecognized_keys' ? issue.path : path).map(String).join('.') || '(top level)';
+    const line = lineAt(counter, nodeFor(doc, path as PathKey[])) ?? 1;
+    return `${source}:${line}: ${keyPath}: ${describe(issue)}`;
+  });
+  throw new ConfigError(problems);
+}
+
+export async function loadConfigFile<T extends z.ZodType>(schema: T, file: string): Promise<z.output<T>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(e)})`]);
+  }
+  return parseConfigText(schema, text, file);
+}

@@ -1,0 +1,35 @@
+import { parseListenAddress } from '@postfix-milter-ts/protocol';
+import { z } from 'zod';
+import { byteSize, duration } from './units.js';
+
+const listenAddress = z.string().superRefine((v, ctx) => {
+  try {
+    parseListenAddress(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
+
+/** The milter listener and its limits. Port 10031 is used by no common milter or exporter. */
+export const milterSchema = z
+  .object({
+    listen: listenAddress.default('inet:127.0.0.1:10031'),
+    /** Mode of a UNIX socket (octal string as in chmod). */
+    socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal mode such as 0660').default('0660'),
+    maxSessions: z.number().int().positive().default(500),
+    idleTimeout: duration.default(600_000),
+    /** Progress packets while a hook works; below Sendmail's 10 s read timeout and Postfix's 30 s. */
+    progressInterval: duration.default(5000),
+    maxPacketSize: byteSize.default(1024 * 1024),
+    /** How long SIGTERM waits for messages in flight. */
+    shutdownGrace: duration.default(30_000),
+  })
+  .strict();
+
+export const logSchema = z
+  .object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    /** JSON lines on stdout, or syslog (facility mail). */
+    destination: z.enum(['stdout', 'syslog']).default('stdout'),
+  })
+  .strict();
