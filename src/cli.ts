@@ -1,44 +1,118 @@
 #!/usr/bin/env node
+// The command line. Exit codes follow sysexits(3) where one fits: 64 usage, 69 unavailable, 78 config.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfigFile } from './config/load-config.js';
-import { configSchema, DEFAULT_CONFIG, type GatewayConfig } from './config/schema.js';
+import { stringify } from 'yaml';
+import { fetchOffenders, formatOffenders } from './commands/offenders.js';
+import { scanFiles } from './commands/scan.js';
+import { ConfigError, loadConfigFile, parseConfigText } from './config/load-config.js';
+import { configOverrides, type OverrideFlags } from './config/overrides.js';
+import { configSchema, type GatewayConfig } from './config/schema.js';
 import { createLogger } from './log.js';
 import { serve } from './serve.js';
 
+const EX_USAGE = 64;
+const EX_UNAVAILABLE = 69;
+const EX_CONFIG = 78;
+
+// `postfix-milter-ts scan *.eml | head`: a closed pipe ends the command quietly, as Unix tools do.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`postfix-milter-ts: ${message}\n`);
+  process.exit(code);
+}
+
+/** The config file (or the embedded defaults) with flag and environment overrides; exits 78 when invalid. */
+async function readConfig(file: string | undefined, flags: OverrideFlags): Promise<GatewayConfig> {
+  const overrides = configOverrides(flags);
+  try {
+    return file ? await loadConfigFile(configSchema, file, overrides) : parseConfigText(configSchema, '', '(embedded defaults)', overrides);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`invalid configuration:\n${e.message}`, EX_CONFIG);
+    throw e;
+  }
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 const program = new Command()
   .name('postfix-milter-ts')
-  .description('Mail gateway milter for Postfix and Sendmail')
-  .version(pkg.version, '-V, --version');
+  .description('Mail gateway milter for Postfix and Sendmail: relay-abuse defense, attachment and ClamAV verdicts, Prometheus metrics')
+  .version(pkg.version, '-V, --version')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EX_USAGE));
 
 program
   .command('serve')
-  .description('run the milter (embedded defaults unless --config is given)')
+  .description('run the milter (on the embedded defaults unless --config is given); SIGHUP reloads, SIGTERM drains')
   .option('-c, --config <file>', 'YAML config file')
-  .addOption(new Option('-l, --listen <address>', 'listen address: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH').env('MILTER_LISTEN'))
-  .action(async (opts: { config?: string; listen?: string }) => {
-    let config: GatewayConfig;
+  .addOption(new Option('-l, --listen <address>', 'milter address: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH (env MILTER_LISTEN)'))
+  .addOption(new Option('--clamd <endpoint>', 'clamd endpoint, repeatable: unix:/PATH or inet:HOST:PORT (env CLAMD_ENDPOINTS, comma-separated)').argParser(collect))
+  .addOption(new Option('--metrics-listen <host:port>', 'metrics listener, e.g. 127.0.0.1:10032 (env METRICS_LISTEN)'))
+  .action(async (opts: { config?: string; listen?: string; clamd?: string[]; metricsListen?: string }) => {
+    const flags: OverrideFlags = { listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen };
+    const config = await readConfig(opts.config, flags);
+    const log = createLogger(config.log);
     try {
-      config = opts.config ? await loadConfigFile(configSchema, opts.config) : DEFAULT_CONFIG;
-    } catch (e) {
-      if (e instanceof ConfigError) {
-        process.stderr.write(`postfix-milter-ts: ${e.message}\n`);
-        process.exit(78); // EX_CONFIG
-      }
-      throw e;
-    }
-    if (opts.listen) config = { ...config, milter: { ...config.milter, listen: opts.listen } };
-    const log = createLogger(config.log.level);
-    try {
-      await serve(config, log);
+      await serve({ config, configFile: opts.config, overrides: configOverrides(flags), version: pkg.version, log });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const hint =
-        err.code === 'EADDRINUSE' ? ' (another process listens there: stop it or choose --listen)' : err.code === 'EACCES' ? ' (permission denied)' : '';
-      process.stderr.write(`postfix-milter-ts: cannot start: ${err.message}${hint}\n`);
-      process.exit(69); // EX_UNAVAILABLE
+        err.code === 'EADDRINUSE'
+          ? ': the address is in use (another milter running? choose another with --listen)'
+          : err.code === 'EACCES'
+            ? ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
+            : '';
+      log.fatal({ err }, 'cannot start');
+      log.flush();
+      fail(`cannot start: ${err.message}${hint}`, EX_UNAVAILABLE);
+    }
+  });
+
+program
+  .command('check-config')
+  .description('validate a config file and print the effective configuration (defaults filled in) as YAML')
+  .argument('[file]', 'YAML config file; without it, the embedded defaults')
+  .addOption(new Option('-l, --listen <address>', 'as for serve'))
+  .addOption(new Option('--clamd <endpoint>', 'as for serve').argParser(collect))
+  .addOption(new Option('--metrics-listen <host:port>', 'as for serve'))
+  .action(async (file: string | undefined, opts: { listen?: string; clamd?: string[]; metricsListen?: string }) => {
+    const config = await readConfig(file, { listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen });
+    process.stdout.write(`# ${file ?? 'embedded defaults'}: valid. Durations in milliseconds, sizes in bytes.\n${stringify(config)}`);
+  });
+
+program
+  .command('scan')
+  .description('run the end-of-message verdict on .eml files offline; one JSON object per file. Exit 0 all accepted, 1 any refused, 2 on error')
+  .argument('<files...>', 'messages as stored by an MTA (headers, blank line, body)')
+  .option('-c, --config <file>', 'YAML config file (attachments, clamav, actions sections)')
+  .addOption(new Option('--clamd <endpoint>', 'clamd endpoint, repeatable (env CLAMD_ENDPOINTS)').argParser(collect))
+  .option('--no-virus-scan', 'attachment checks only, without clamd')
+  .action(async (files: string[], opts: { config?: string; clamd?: string[]; virusScan: boolean }) => {
+    const config = await readConfig(opts.config, { clamd: opts.clamd });
+    const status = await scanFiles(files, config, { virusScan: opts.virusScan }, (r) => process.stdout.write(`${JSON.stringify(r)}\n`));
+    process.exitCode = status;
+  });
+
+program
+  .command('offenders')
+  .description("list the client addresses refused most often recently, from a running milter's metrics listener")
+  .option('-c, --config <file>', 'YAML config file (to find the metrics listener)')
+  .addOption(new Option('--metrics-listen <host:port>', 'metrics listener to ask (env METRICS_LISTEN)'))
+  .option('--json', 'print the JSON as served')
+  .action(async (opts: { config?: string; metricsListen?: string; json?: boolean }) => {
+    const config = await readConfig(opts.config, { metricsListen: opts.metricsListen });
+    try {
+      const reply = await fetchOffenders(config.metrics.address, config.metrics.port);
+      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : `${formatOffenders(reply)}\n`);
+    } catch (e) {
+      fail((e as Error).message, EX_UNAVAILABLE);
     }
   });
 

@@ -1,8 +1,23 @@
+// pino: JSON lines on stdout, or syslog lines (facility mail) through pino-syslog + pino-socket in a worker
+// thread. Never written to a milter socket.
+import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
+import type { LogConfig } from './config/milter-config.js';
 
 export type { Logger };
 
-/** JSON lines on stdout (pino); never written to a milter socket. */
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'postfix-milter-ts' }, timestamp: pino.stdTimeFunctions.isoTime });
+const FACILITY_MAIL = 2;
+
+export function createLogger(config: Pick<LogConfig, 'level'> & Partial<LogConfig>): Logger {
+  const base = { level: config.level, base: { service: 'postfix-milter-ts' } };
+  if (config.destination !== 'syslog' || !config.syslog) return pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime });
+  // pino-syslog reads the epoch-milliseconds `time` pino writes by default, and pid and hostname.
+  const { host, port, protocol, tag } = config.syslog;
+  const transport = pino.transport({
+    pipeline: [
+      { target: 'pino-syslog', options: { modern: false, appname: tag, facility: FACILITY_MAIL, enablePipelining: true } },
+      { target: 'pino-socket', options: { address: host, port, mode: protocol, reconnect: true } },
+    ],
+  });
+  return pino({ ...base, base: { ...base.base, pid: process.pid, hostname: hostname() } }, transport);
 }

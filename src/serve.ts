@@ -1,38 +1,159 @@
-import { MilterServer } from '@postfix-milter-ts/protocol';
-import type { GatewayConfig } from './config/schema.js';
+// `postfix-milter-ts serve`: the milter, its metrics listener and the signals an administrator uses.
+//   SIGHUP           re-read the config file; a valid one applies to new sessions, an invalid one is refused
+//   SIGTERM, SIGINT  stop accepting, let messages in flight finish (milter.shutdownGrace), exit 0
+import { MilterServer, type MilterFilter, type ServerObserver } from '@postfix-milter-ts/protocol';
+import type { Socket } from 'node:net';
+import { ConfigError, loadConfigFile, type ConfigOverride } from './config/load-config.js';
+import { configSchema, type GatewayConfig } from './config/schema.js';
+import { createGatewayFilter } from './gateway/gateway-filter.js';
+import { buildServices, type ServiceSet } from './gateway/gateway-services.js';
 import type { Logger } from './log.js';
-import { createMessageLogFilter } from './message-log-filter.js';
+import { GatewayMetrics } from './metrics/gateway-metrics.js';
+import { MetricsServer } from './metrics/metrics-server.js';
+import { metricsObserver } from './metrics/milter-observer.js';
+import { TopOffenders } from './metrics/top-offenders.js';
 import { loadQuickAck } from './tcp-quickack.js';
 
-/** Runs the milter until SIGTERM/SIGINT, then lets messages in flight finish and exits 0. */
-export async function serve(config: GatewayConfig, log: Logger): Promise<void> {
+export interface ServeOptions {
+  readonly config: GatewayConfig;
+  /** The file to re-read on SIGHUP; none when running on embedded defaults. */
+  readonly configFile: string | undefined;
+  readonly overrides: readonly ConfigOverride[];
+  readonly version: string;
+  readonly log: Logger;
+}
+
+/** One generation of services: sessions opened under a config keep it until they end. */
+interface Generation {
+  readonly services: ServiceSet;
+  filter: MilterFilter<unknown>;
+  sessions: number;
+  retired: boolean;
+}
+
+function loggingObserver(log: Logger): ServerObserver {
+  return {
+    protocolError: (session, err) => log.warn({ session, kind: err.kind }, `closing milter connection: ${err.message}`),
+    hookError: (session, stage, err) => log.error({ session, stage, err }, 'filter failed; the stage was tempfailed'),
+    overloaded: (reason) => log.warn({ reason }, 'connection tempfailed: the milter is at milter.maxSessions'),
+  };
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const { log, version } = options;
+  let config = options.config;
   const m = config.milter;
-  let afterTcpRead: ((socket: import('node:net').Socket) => void) | undefined;
+
+  const metrics = new GatewayMetrics({ version, maxSessions: m.maxSessions, bannedExtensions: config.attachments.bannedExtensions });
+  const offenders = new TopOffenders({ capacity: config.metrics.offenders.size, windowMs: config.metrics.offenders.window, buckets: config.metrics.offenders.buckets });
+
+  const newGeneration = (c: GatewayConfig): Generation => {
+    const services = buildServices(c, { metrics, offenders, log });
+    services.scanner.start();
+    const inner = createGatewayFilter(services) as MilterFilter<unknown>;
+    const gen: Generation = { services, filter: inner, sessions: 0, retired: false };
+    // Count sessions per generation so a retired one is closed when its last session ends.
+    gen.filter = {
+      ...inner,
+      createState() {
+        gen.sessions++;
+        return inner.createState?.();
+      },
+      async close(session) {
+        await inner.close?.(session);
+        gen.sessions--;
+        if (gen.retired && gen.sessions === 0) await services.close();
+      },
+    };
+    return gen;
+  };
+
+  let current = newGeneration(config);
+
+  let afterTcpRead: ((socket: Socket) => void) | undefined;
   if (m.tcpQuickAck) {
     const { setter, reason } = loadQuickAck();
     if (setter) afterTcpRead = (socket) => void setter(socket);
-    else log.warn({ reason }, 'TCP_QUICKACK unavailable: each milter command over TCP may wait ~40 ms for a delayed ACK; a UNIX socket avoids this');
+    else log.warn({ reason }, 'TCP_QUICKACK unavailable: each milter command over TCP may wait for a delayed ACK; a UNIX socket avoids this');
   }
-  const server = new MilterServer(createMessageLogFilter(log), {
+
+  const server = new MilterServer(current.filter, {
     maxSessions: m.maxSessions,
     idleTimeoutMs: m.idleTimeout,
     progressIntervalMs: m.progressInterval,
     maxFrameLength: m.maxPacketSize,
     unixSocketMode: parseInt(m.socketMode, 8),
+    observer: metricsObserver(metrics, loggingObserver(log)),
     ...(afterTcpRead ? { afterTcpRead } : {}),
-    observer: {
-      protocolError: (session, err) => log.warn({ session, kind: err.kind }, `closing milter connection: ${err.message}`),
-      hookError: (session, stage, err) => log.error({ session, stage, err }, 'filter failed; the stage was tempfailed'),
-      overloaded: (reason) => log.warn({ reason }, 'connection refused with tempfail: server full'),
-    },
   });
   const address = await server.listen(m.listen);
-  log.info({ listen: address }, 'milter listening');
+  metrics.milterListening(true);
+  log.info({ listen: address, version }, 'milter listening');
+
+  let http: MetricsServer | undefined;
+  if (config.metrics.enabled) {
+    http = new MetricsServer({ metrics, health: () => metrics.health(), offenders, onError: (err) => log.warn({ err }, 'metrics listener error') });
+    try {
+      const bound = await http.listen(config.metrics.port, config.metrics.address);
+      log.info({ address: bound.address, port: bound.port }, 'metrics listening (/metrics, /healthz, /offenders)');
+    } catch (e) {
+      await server.close(0);
+      throw e;
+    }
+  }
+
+  // clamd down at start is a warning, not a reason to refuse to start: mail is tempfailed until it answers.
+  const health = await current.services.scanner.checkNow();
+  if (!health.up) {
+    log.warn({ endpoints: health.endpoints.map((e) => ({ endpoint: e.endpoint, error: e.lastError })) }, 'no clamd endpoint answers: every message is tempfailed (4xx) until one does');
+  }
+
+  const reload = async (): Promise<void> => {
+    if (options.configFile === undefined) {
+      log.warn('SIGHUP ignored: running on the embedded defaults, there is no config file to re-read');
+      return;
+    }
+    let next: GatewayConfig;
+    try {
+      next = await loadConfigFile(configSchema, options.configFile, options.overrides);
+    } catch (e) {
+      metrics.configReload(false);
+      const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      log.error({ problems }, 'config reload refused; the running config stays in force');
+      return;
+    }
+    for (const key of ['listen', 'socketMode', 'maxSessions', 'idleTimeout', 'maxPacketSize', 'tcpQuickAck'] as const) {
+      if (next.milter[key] !== config.milter[key]) log.warn({ key: `milter.${key}` }, 'this setting changes only on restart');
+    }
+    if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) log.warn({ key: 'metrics' }, 'the metrics listener changes only on restart');
+    const old = current;
+    current = newGeneration(next);
+    server.setFilter(current.filter);
+    config = next;
+    metrics.setBannedExtensions(next.attachments.bannedExtensions);
+    metrics.configReload(true);
+    old.retired = true;
+    if (old.sessions === 0) await old.services.close();
+    log.info({ file: options.configFile }, 'config reloaded: new sessions use it, open sessions finish with the old one');
+  };
 
   await new Promise<void>((resolve) => {
+    const onHup = (): void => void reload();
+    process.on('SIGHUP', onHup);
     const stop = (signal: string): void => {
+      process.off('SIGHUP', onHup);
+      metrics.milterListening(false);
       log.info({ signal, sessions: server.sessionCount }, 'stopping: no new connections, finishing messages in flight');
-      server.close(m.shutdownGrace).then(resolve, resolve);
+      server
+        .close(config.milter.shutdownGrace)
+        .then(async () => {
+          await http?.close();
+          await current.services.close();
+        })
+        .then(resolve, (e: unknown) => {
+          log.error({ err: e }, 'error while stopping');
+          resolve();
+        });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

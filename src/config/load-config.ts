@@ -52,17 +52,40 @@ function describe(issue: z.core.$ZodIssue): string {
   }
 }
 
+/** A value that replaces one key of the file: from a command-line flag or an environment variable. */
+export interface ConfigOverride {
+  readonly path: readonly string[];
+  readonly value: unknown;
+  /** Where it came from, for error messages: `--listen`, `environment MILTER_LISTEN`. */
+  readonly origin: string;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path.at(-1) as string] = value;
+}
+
 /** Parses YAML text and validates it; `source` names the file in messages. */
-export function parseConfigText<T extends z.ZodType>(schema: T, text: string, source: string): z.output<T> {
+export function parseConfigText<T extends z.ZodType>(schema: T, text: string, source: string, overrides: readonly ConfigOverride[] = []): z.output<T> {
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => `${source}:${e.linePos?.[0].line ?? 1}: YAML syntax: ${e.message.split('\n')[0] ?? ''}`));
   }
   const value: unknown = doc.contents === null ? {} : doc.toJS();
+  if (overrides.length > 0 && typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    for (const o of overrides) setPath(value as Record<string, unknown>, o.path, o.value);
+  }
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
+    const override = overrides.find((o) => o.path.length <= issue.path.length && o.path.every((k, i) => String(issue.path[i]) === k));
+    if (override) return `${override.origin}: ${issue.path.map(String).join('.')}: ${describe(issue)}`;
     // For unknown keys, point at the first unknown key itself.
     const path = issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined ? [...issue.path, issue.keys[0]] : issue.path;
     const keyPath = (issue.code === 'unrecognized_keys' ? issue.path : path).map(String).join('.') || '(top level)';
@@ -72,7 +95,7 @@ export function parseConfigText<T extends z.ZodType>(schema: T, text: string, so
   throw new ConfigError(problems);
 }
 
-export async function loadConfigFile<T extends z.ZodType>(schema: T, file: string): Promise<z.output<T>> {
+export async function loadConfigFile<T extends z.ZodType>(schema: T, file: string, overrides: readonly ConfigOverride[] = []): Promise<z.output<T>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -80,5 +103,5 @@ export async function loadConfigFile<T extends z.ZodType>(schema: T, file: strin
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(e)})`]);
   }
-  return parseConfigText(schema, text, file);
+  return parseConfigText(schema, text, file, overrides);
 }

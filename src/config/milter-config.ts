@@ -31,7 +31,22 @@ export const milterSchema = z
 export const logSchema = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
-    /** JSON lines on stdout, or syslog (facility mail). */
+    /**
+     * `stdout`: JSON lines (journald or a container runtime collects them; set SyslogFacility=mail in the unit).
+     * `syslog`: RFC 3164 lines, facility mail, to a syslog daemon over UDP or TCP (rsyslog/syslog-ng on :514).
+     */
     destination: z.enum(['stdout', 'syslog']).default('stdout'),
+    syslog: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(1).max(65535).default(514),
+        protocol: z.enum(['udp', 'tcp']).default('udp'),
+        /** The program name in each line. */
+        tag: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'a short program name').default('postfix-milter-ts'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
+
+export type LogConfig = z.output<typeof logSchema>;

@@ -1,0 +1,224 @@
+// Lists zip archives held in memory (yauzl, lazy entries, never extracted to disk): member names go
+// through the same name rules as attachments, member content through magic detection, nested zips are
+// opened to a configured depth, and member-count, expanded-size and compression-ratio limits stop bombs.
+// Other archive formats (rar, 7z, …) are recognised by magic but not listed: clamd looks inside them.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { Readable } from 'node:stream';
+import yauzl, { type Entry, type ZipFile } from 'yauzl';
+import type { ArchiveLimits } from './attachment-config.js';
+import { type ContentRules, checkContent } from './content-rules.js';
+import type { Finding } from './finding.js';
+import { MAGIC_HEAD_BYTES, detectType } from './magic.js';
+import { type NameRules, checkName } from './name-rules.js';
+import { localHeaderNames, memberNames } from './zip-names.js';
+
+export interface ArchiveContext {
+  readonly limits: ArchiveLimits;
+  readonly names: NameRules;
+  readonly content: ContentRules;
+  /** Expanded bytes still allowed for this message (shared by every archive in it). */
+  readonly budget: { expandedLeft: number };
+  /** Set by abort(): stop at the next entry. */
+  readonly cancelled: () => boolean;
+}
+
+export interface ArchiveReport {
+  readonly findings: Finding[];
+  /** Members listed, nested ones included. */
+  readonly members: number;
+  /** Every member name seen, nested ones included (so the local-header sweep of an outer zip skips them). */
+  readonly listed: ReadonlySet<string>;
+}
+
+const YIELD_EVERY_ENTRIES = 32;
+const BOMB_MIN_BYTES = 1024 * 1024;
+
+function openZip(buf: Buffer): Promise<ZipFile> {
+  return new Promise((resolve, reject) => {
+    // decodeStrings: false so yauzl neither rejects hostile names ("../x.exe", absolute paths) nor hides
+    // which encoding it chose; validateEntrySizes: false so a lying size does not abort the listing (we
+    // bound what we read ourselves).
+    yauzl.fromBuffer(buf, { lazyEntries: true, decodeStrings: false, validateEntrySizes: false }, (err, zip) => {
+      if (err) reject(err);
+      else resolve(zip);
+    });
+  });
+}
+
+function nextEntry(zip: ZipFile): Promise<Entry | null> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      zip.off('entry', onEntry);
+      zip.off('end', onEnd);
+      zip.off('error', onError);
+    };
+    const onEntry = (e: Entry): void => {
+      cleanup();
+      resolve(e);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(null);
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    zip.on('entry', onEntry);
+    zip.on('end', onEnd);
+    zip.on('error', onError);
+    zip.readEntry();
+  });
+}
+
+function openStream(zip: ZipFile, entry: Entry): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    zip.openReadStream(entry, (err, stream) => {
+      if (err) reject(err);
+      else resolve(stream);
+    });
+  });
+}
+
+/** Reads up to `max` bytes of a member (stops and destroys the stream there); `complete` says whether all came. */
+async function readUpTo(stream: Readable, max: number): Promise<{ bytes: Buffer; complete: boolean }> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let complete = true;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length > max) {
+        complete = false;
+        break;
+      }
+    }
+  } finally {
+    stream.destroy();
+  }
+  const all = Buffer.concat(chunks, length);
+  return { bytes: complete ? all : all.subarray(0, max), complete };
+}
+
+function unlistable(ctx: ArchiveContext, rule: string, name: string, path: string): Finding[] {
+  return ctx.limits.unlistable === 'reject' ? [{ kind: 'archive-limit', rule, name, path }] : [];
+}
+
+/**
+ * Lists the zip in `buf`. `name` is the archive's own (raw) name, `path` where it sits (`part 2`, or the
+ * path of the member holding it); members are reported at `${path} > ${member}`. `depth` is 1 for an
+ * archive attached to the message.
+ */
+export async function inspectZip(buf: Buffer, name: string, path: string, depth: number, ctx: ArchiveContext): Promise<ArchiveReport> {
+  const findings: Finding[] = [];
+  let members = 0;
+  let zip: ZipFile;
+  try {
+    zip = await openZip(buf);
+  } catch {
+    return { findings: unlistable(ctx, 'archive-unreadable', name, path), members, listed: new Set() };
+  }
+  const { limits } = ctx;
+  const listedNames = new Set<string>();
+  let encryptedSeen = false;
+  try {
+    if (zip.entryCount > limits.maxMembers) findings.push({ kind: 'archive-limit', rule: 'archive-members', name, path });
+    for (let index = 0; index < limits.maxMembers; index++) {
+      if (ctx.cancelled()) break;
+      if (index % YIELD_EVERY_ENTRIES === YIELD_EVERY_ENTRIES - 1) await yieldToEventLoop();
+      let entry: Entry | null;
+      try {
+        entry = await nextEntry(zip);
+      } catch {
+        findings.push(...unlistable(ctx, 'archive-unreadable', name, path));
+        break;
+      }
+      if (entry === null) break;
+      members++;
+      const names = memberNames(entry.fileNameRaw, entry.generalPurposeBitFlag, entry.extraFields);
+      for (const n of names) listedNames.add(n);
+      const shown = names[0] ?? '';
+      const memberPath = `${path} > ${shown}`;
+      if (shown.endsWith('/') || shown.endsWith('\\')) continue; // a directory
+      for (const n of names) findings.push(...checkName(n, ctx.names, memberPath, true));
+
+      ctx.budget.expandedLeft -= entry.uncompressedSize;
+      if (ctx.budget.expandedLeft < 0) {
+        findings.push({ kind: 'archive-limit', rule: 'archive-expanded-size', name, path });
+        break;
+      }
+      if (entry.uncompressedSize > BOMB_MIN_BYTES && entry.uncompressedSize / Math.max(1, entry.compressedSize) > limits.maxCompressionRatio) {
+        findings.push({ kind: 'archive-limit', rule: 'archive-ratio', name: shown, path: memberPath });
+        continue;
+      }
+      if (entry.isEncrypted()) {
+        encryptedSeen = true;
+        continue;
+      }
+      if (entry.uncompressedSize === 0 || !entry.canDecodeFileData()) continue;
+
+      let head: Buffer;
+      let stream: Readable;
+      try {
+        stream = await openStream(zip, entry);
+      } catch {
+        findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
+        continue;
+      }
+      // Read a little first; only a nested zip is read whole, and only within the size limit.
+      let complete: boolean;
+      try {
+        ({ bytes: head, complete } = await readUpTo(stream, MAGIC_HEAD_BYTES));
+      } catch {
+        findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
+        continue;
+      }
+      const detected = detectType(head);
+      findings.push(...checkContent(detected, names, '', ctx.content, memberPath));
+      if (detected !== 'zip') continue;
+      if (depth >= limits.maxDepth) {
+        findings.push({ kind: 'archive-limit', rule: 'archive-depth', name: shown, path: memberPath });
+        continue;
+      }
+      let inner = head;
+      if (!complete) {
+        if (entry.uncompressedSize > limits.maxBytes) {
+          findings.push(...unlistable(ctx, 'archive-too-large', shown, memberPath));
+          continue;
+        }
+        try {
+          const whole = await readUpTo(await openStream(zip, entry), limits.maxBytes);
+          if (!whole.complete) {
+            findings.push(...unlistable(ctx, 'archive-too-large', shown, memberPath));
+            continue;
+          }
+          inner = whole.bytes;
+        } catch {
+          findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
+          continue;
+        }
+      }
+      const nested = await inspectZip(inner, shown, memberPath, depth + 1, ctx);
+      findings.push(...nested.findings);
+      members += nested.members;
+      for (const n of nested.listed) listedNames.add(n);
+    }
+  } finally {
+    try {
+      zip.close();
+    } catch {
+      // already closed by yauzl after an error
+    }
+  }
+
+  // Members the central directory does not list (concatenated or crafted zips) still count.
+  for (const local of localHeaderNames(buf, limits.maxMembers)) {
+    if (local.encrypted) encryptedSeen = true;
+    if (listedNames.has(local.name)) continue;
+    listedNames.add(local.name);
+    findings.push(...checkName(local.name, ctx.names, `${path} > ${local.name}`, true));
+  }
+  if (encryptedSeen && limits.encrypted === 'reject') findings.push({ kind: 'encrypted-archive', rule: 'encrypted-archive', name, path });
+  return { findings, members, listed: listedNames };
+}

@@ -1,0 +1,278 @@
+// Inspects a message's attachments while it streams in: every leaf MIME part (attached messages and
+// uuencoded blocks in text included) gets its names checked, its real type detected from its first
+// bytes, and, when it is a zip, its members listed. One inspector per message.
+//
+//   const inspector = new AttachmentInspector(config.attachments);
+//   inspector.push(chunk) …                   // raw message: header lines, blank line, body, in order
+//   const { findings, parts, error } = await inspector.finish();
+//
+// Memory: bytes pushed but not yet parsed wait in the parser's queue (each byte is held once); per part
+// only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
+// `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
+import type { AttachmentStream, MessageText } from 'mailparser';
+import type { AttachmentsConfig } from './attachment-config.js';
+import { type ArchiveContext, inspectZip } from './archive-inspector.js';
+import { ContentCollector } from './content-collector.js';
+import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
+import type { Finding, InspectionResult, PartSummary } from './finding.js';
+import { type RealType, detectType } from './magic.js';
+import { InspectingMailParser } from './mail-parser-with-raw-headers.js';
+import { namesFromHeaderLines } from './mime-names.js';
+import { type NameRules, checkName, compileNameRules } from './name-rules.js';
+import { type DecodedSink, UuencodeScanner } from './uuencode.js';
+
+interface Shared {
+  readonly config: AttachmentsConfig;
+  readonly names: NameRules;
+  readonly content: ContentRules;
+  readonly archive: ArchiveContext;
+  readonly findings: Finding[];
+  readonly parts: PartSummary[];
+  leafParts: number;
+  aborted: boolean;
+}
+
+function structured(value: unknown): { value: string; params: Record<string, string> } | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const v = value as { value?: unknown; params?: unknown };
+  if (typeof v.value !== 'string') return undefined;
+  const params: Record<string, string> = {};
+  if (v.params !== null && typeof v.params === 'object') {
+    for (const [k, p] of Object.entries(v.params)) if (typeof p === 'string') params[k] = p;
+  }
+  return { value: v.value, params };
+}
+
+function addFinding(shared: Shared, f: Finding): void {
+  const dup = shared.findings.some((g) => g.kind === f.kind && g.rule === f.rule && g.path === f.path && g.name === f.name);
+  if (!dup) shared.findings.push(f);
+}
+
+/** Walks one message (the top one, or one attached as message/rfc822) with its own parser. */
+class MessageWalker {
+  private readonly parser: InspectingMailParser;
+  private readonly shared: Shared;
+  private readonly prefix: string;
+  private readonly depth: number;
+  private readonly pending = new Set<Promise<void>>();
+  private readonly ended: Promise<void>;
+
+  constructor(shared: Shared, prefix: string, depth: number) {
+    this.shared = shared;
+    this.prefix = prefix;
+    this.depth = depth;
+    // ignoreEmbedded: every message/rfc822 part comes to us as a stream (even base64-encoded ones, which
+    // mailsplit never descends into), and we walk it with a nested walker under our own depth limit.
+    this.parser = new InspectingMailParser({ ignoreEmbedded: true, checksumAlgo: false, skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true, maxChildNodes: shared.config.maxParts + 16 });
+    this.ended = new Promise((resolve) => {
+      this.parser.on('end', () => resolve());
+      this.parser.on('close', () => resolve());
+      this.parser.on('error', (err: unknown) => {
+        addFinding(this.shared, { kind: 'malformed-mime', rule: 'mime-parse', name: err instanceof Error ? err.message.slice(0, 200) : 'parse error', path: `${this.prefix}message` });
+        resolve();
+      });
+    });
+    this.parser.on('data', (data: AttachmentStream | MessageText) => {
+      if (data.type !== 'attachment') return;
+      const job = this.handle(data).catch((err: unknown) => {
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      });
+      this.pending.add(job);
+      void job.finally(() => this.pending.delete(job));
+    });
+  }
+
+  failure: Error | undefined;
+
+  write(chunk: Buffer): void {
+    if (!this.shared.aborted) this.parser.write(chunk);
+  }
+
+  async end(): Promise<void> {
+    this.parser.end();
+    await this.ended;
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+    if (this.failure) throw this.failure;
+  }
+
+  destroy(): void {
+    this.parser.destroy();
+  }
+
+  private async handle(att: AttachmentStream): Promise<void> {
+    const shared = this.shared;
+    const path = `${this.prefix}part ${att.partId ?? '1'}`;
+    try {
+      shared.leafParts++;
+      if (shared.leafParts > shared.config.maxParts) {
+        addFinding(shared, { kind: 'malformed-mime', rule: 'too-many-parts', name: '', path: `${this.prefix}message` });
+        await drain(att);
+        return;
+      }
+      const ct = structured(att.headers.get('content-type'));
+      const cd = structured(att.headers.get('content-disposition'));
+      // The declared type as sent (att.contentType replaces application/octet-stream by a guess from the name).
+      const declared = (ct?.value ?? 'text/plain').toLowerCase();
+      const names: string[] = [];
+      const addName = (n: string | undefined): void => {
+        if (n !== undefined && n !== '' && !names.includes(n)) names.push(n);
+      };
+      for (const n of namesFromHeaderLines(this.parser.rawHeaders.get(att.headers) ?? [])) addName(n);
+      addName(cd?.params['filename']);
+      addName(ct?.params['name']);
+      addName(att.filename);
+      for (const n of names) for (const f of checkName(n, shared.names, path, false)) addFinding(shared, f);
+
+      if (declared === 'message/rfc822' || declared === 'message/global') {
+        await this.walkAttachedMessage(att, path, names);
+        return;
+      }
+
+      const disposition = (cd?.value ?? '').toLowerCase();
+      const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && disposition !== 'attachment';
+      const collector = new ContentCollector(shared.config.archives.maxBytes);
+      const uuBlocks: { name: string; collector: ContentCollector }[] = [];
+      const uu = declared.startsWith('text/')
+        ? new UuencodeScanner((name): DecodedSink => {
+            const c = new ContentCollector(shared.config.archives.maxBytes);
+            uuBlocks.push({ name, collector: c });
+            return { write: (b) => c.write(b), end: () => undefined };
+          })
+        : undefined;
+      await consume(att, (chunk) => {
+        collector.write(chunk);
+        uu?.write(chunk);
+      });
+      uu?.end();
+
+      const detected = detectType(collector.head(), collector.tail());
+      if (!isBodyText) for (const f of checkContent(detected, names, declared, shared.content, path)) addFinding(shared, f);
+      const members = await this.inspectArchive(collector, detected, names[0] ?? 'archive', path);
+      collector.release();
+      shared.parts.push({ path, contentType: declared, names, size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
+
+      for (const [i, block] of uuBlocks.entries()) {
+        const uuPath = `${path} > uuencoded${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
+        for (const f of checkName(block.name, shared.names, uuPath, false)) addFinding(shared, f);
+        const uuType = detectType(block.collector.head(), block.collector.tail());
+        for (const f of checkContent(uuType, [block.name], '', shared.content, uuPath)) addFinding(shared, f);
+        const uuMembers = await this.inspectArchive(block.collector, uuType, block.name, uuPath);
+        block.collector.release();
+        shared.parts.push({ path: uuPath, contentType: 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
+      }
+    } finally {
+      att.release?.();
+    }
+  }
+
+  /** Lists a zip part; returns the member count, or undefined when the part is not a zip. */
+  private async inspectArchive(collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
+    if (detected !== 'zip') return undefined;
+    const shared = this.shared;
+    const whole = collector.wholeZip();
+    if (!whole) {
+      if (collector.tooLarge && shared.config.archives.unlistable === 'reject') addFinding(shared, { kind: 'archive-limit', rule: 'archive-too-large', name, path });
+      return undefined;
+    }
+    const report = await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive);
+    for (const f of report.findings) addFinding(shared, f);
+    return report.members;
+  }
+
+  private async walkAttachedMessage(att: AttachmentStream, path: string, names: readonly string[]): Promise<void> {
+    const shared = this.shared;
+    if (this.depth >= shared.config.maxMessageDepth) {
+      addFinding(shared, { kind: 'archive-limit', rule: 'message-depth', name: names[0] ?? '', path });
+      await drain(att);
+      return;
+    }
+    const child = new MessageWalker(shared, `${path} > ${names[0] ?? 'message'} > `, this.depth + 1);
+    let size = 0;
+    try {
+      await consume(att, (chunk) => {
+        size += chunk.length;
+        child.write(chunk);
+      });
+      await child.end();
+    } finally {
+      child.destroy();
+    }
+    shared.parts.push({ path, contentType: 'message/rfc822', names: [...names], size, detectedType: 'message' });
+  }
+}
+
+function consume(att: AttachmentStream, onChunk: (chunk: Buffer) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    att.content.on('data', (chunk: Buffer | string) => onChunk(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk));
+    att.content.once('end', () => resolve());
+    att.content.once('error', reject);
+  });
+}
+
+function drain(att: AttachmentStream): Promise<void> {
+  return consume(att, () => undefined);
+}
+
+export class AttachmentInspector {
+  private readonly shared: Shared;
+  private readonly root: MessageWalker | undefined;
+  private finished = false;
+
+  constructor(config: AttachmentsConfig) {
+    this.shared = {
+      config,
+      names: compileNameRules(config),
+      content: compileContentRules(config),
+      archive: {
+        limits: config.archives,
+        names: compileNameRules(config),
+        content: compileContentRules(config),
+        budget: { expandedLeft: config.archives.maxExpandedBytes },
+        cancelled: () => this.shared.aborted,
+      },
+      findings: [],
+      parts: [],
+      leafParts: 0,
+      aborted: false,
+    };
+    this.root = config.enabled ? new MessageWalker(this.shared, '', 1) : undefined;
+  }
+
+  /** Raw message bytes, in order. */
+  push(chunk: Buffer): void {
+    if (this.finished || this.shared.aborted) return;
+    this.root?.write(chunk);
+  }
+
+  /** Ends the message and resolves once every part has been inspected. */
+  async finish(): Promise<InspectionResult> {
+    if (this.finished) throw new Error('AttachmentInspector.finish() called twice');
+    this.finished = true;
+    if (!this.root) return { findings: [], parts: [] };
+    if (this.shared.aborted) return { findings: [], parts: [], error: 'inspection aborted' };
+    try {
+      await this.root.end();
+      if (this.shared.aborted) return { findings: [], parts: [], error: 'inspection aborted' };
+      return { findings: this.shared.findings, parts: this.shared.parts };
+    } catch (err) {
+      return { findings: this.shared.findings, parts: this.shared.parts, error: `attachment inspection failed: ${err instanceof Error ? err.message : String(err)}` };
+    } finally {
+      this.root.destroy();
+    }
+  }
+
+  /** Stops inspection and releases buffers (message aborted by the MTA). */
+  abort(): void {
+    this.shared.aborted = true;
+    this.root?.destroy();
+  }
+}
+
+/** One-shot inspection of a whole message (the offline `scan` command). */
+export async function inspectMessage(raw: Buffer, config: AttachmentsConfig): Promise<InspectionResult> {
+  const inspector = new AttachmentInspector(config);
+  // Fed in slices like the milter does, so both paths behave the same.
+  const slice = 64 * 1024;
+  for (let i = 0; i < raw.length; i += slice) inspector.push(raw.subarray(i, i + slice));
+  return inspector.finish();
+}

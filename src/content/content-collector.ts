@@ -1,0 +1,72 @@
+// Keeps what inspection needs of a part's decoded content, and no more: the first bytes and last bytes
+// (magic detection), and the whole content only when it starts like a zip, up to the archive size limit.
+import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES } from './magic.js';
+
+const ZIP_STARTS = [Buffer.from('PK\x03\x04', 'latin1'), Buffer.from('PK\x05\x06', 'latin1'), Buffer.from('PK\x07\x08', 'latin1')];
+
+export class ContentCollector {
+  /** Decoded bytes seen. */
+  size = 0;
+  /** The content was a zip larger than the archive limit: only its head was kept. */
+  tooLarge = false;
+  private chunks: Buffer[] = [];
+  private kept = 0;
+  private whole: boolean | undefined;
+  private tailBuf: Buffer = Buffer.alloc(0);
+  private readonly maxArchiveBytes: number;
+
+  constructor(maxArchiveBytes: number) {
+    this.maxArchiveBytes = maxArchiveBytes;
+  }
+
+  write(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.size += chunk.length;
+    this.tailBuf =
+      chunk.length >= MAGIC_TAIL_BYTES
+        ? Buffer.from(chunk.subarray(chunk.length - MAGIC_TAIL_BYTES))
+        : Buffer.concat([this.tailBuf, chunk]).subarray(-MAGIC_TAIL_BYTES);
+    const limit = this.whole === false || this.tooLarge ? MAGIC_HEAD_BYTES : this.maxArchiveBytes;
+    if (this.kept < limit) {
+      const take = chunk.subarray(0, limit - this.kept);
+      this.chunks.push(take);
+      this.kept += take.length;
+    }
+    if (this.whole === undefined && this.kept >= 4) {
+      const start = this.head().subarray(0, 4);
+      this.whole = ZIP_STARTS.some((sig) => sig.equals(start));
+      if (!this.whole) this.trimToHead();
+    }
+    if (this.whole === true && this.size > this.maxArchiveBytes && !this.tooLarge) {
+      this.tooLarge = true;
+      this.trimToHead();
+    }
+  }
+
+  /** Up to MAGIC_HEAD_BYTES from the start. */
+  head(): Buffer {
+    const all = this.chunks.length === 1 ? (this.chunks[0] ?? Buffer.alloc(0)) : Buffer.concat(this.chunks, this.kept);
+    return all.subarray(0, MAGIC_HEAD_BYTES);
+  }
+
+  tail(): Buffer {
+    return this.tailBuf;
+  }
+
+  /** The whole content when it is a zip within the limit, else undefined. */
+  wholeZip(): Buffer | undefined {
+    if (this.whole !== true || this.tooLarge) return undefined;
+    return Buffer.concat(this.chunks, this.kept);
+  }
+
+  release(): void {
+    this.chunks = [];
+    this.kept = 0;
+  }
+
+  private trimToHead(): void {
+    const head = Buffer.from(this.head());
+    this.chunks = [head];
+    this.kept = head.length;
+  }
+}

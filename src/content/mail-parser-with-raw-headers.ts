@@ -1,0 +1,34 @@
+// mailparser's streaming MailParser, adjusted for inspection:
+//  - every leaf part, text bodies included, is emitted as an attachment stream (the stock parser buffers
+//    text/plain and text/html parts whole in memory and converts them, which we neither need nor want);
+//  - the raw header lines of each part are kept (the stock parser hands out only decoded values, one per
+//    parameter, from the first header), keyed by the part's parsed-headers Map.
+// Both reach into mailparser internals (the `textTypes` field and the `processHeaders` method of 3.14);
+// `hasRawHeaderAccess` / `streamsTextParts` say whether they took, and the unit tests fail if an upgrade
+// removes them.
+import { MailParser, type MailParserOptions } from 'mailparser';
+import type { RawHeaderLine } from './mime-names.js';
+
+type ProcessHeaders = (this: MailParser, lines: RawHeaderLine[]) => unknown;
+const stockProcessHeaders = (MailParser.prototype as unknown as { processHeaders?: ProcessHeaders }).processHeaders;
+
+export class InspectingMailParser extends MailParser {
+  readonly rawHeaders = new WeakMap<object, readonly RawHeaderLine[]>();
+  readonly streamsTextParts: boolean;
+  readonly hasRawHeaderAccess = typeof stockProcessHeaders === 'function';
+
+  constructor(options: MailParserOptions) {
+    super(options);
+    const internals = this as unknown as { textTypes?: unknown };
+    this.streamsTextParts = Array.isArray(internals.textTypes);
+    if (this.streamsTextParts) internals.textTypes = [];
+  }
+
+  /** Called by MailParser for every MIME node's headers; returns the Map later found on `attachment.headers`. */
+  processHeaders(lines: RawHeaderLine[]): unknown {
+    if (!stockProcessHeaders) return new Map();
+    const parsed = stockProcessHeaders.call(this, lines);
+    if (parsed !== null && typeof parsed === 'object') this.rawHeaders.set(parsed, Array.isArray(lines) ? lines : []);
+    return parsed;
+  }
+}

@@ -1,0 +1,289 @@
+// The gateway as a milter filter: each stage asks its policies, and their decisions become verdicts.
+// Envelope stages: rate limits and relay rules. Content: the message streams into the attachment inspector and
+// clamd while it arrives; end of message combines both into one verdict. Every message gets one log line.
+import { Verdict, type ConnectInfo, type MessageModifier, type MilterFilter, type SessionContext } from '@postfix-milter-ts/protocol';
+import { AttachmentInspector } from '../content/attachment-inspector.js';
+import type { GatewayConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { GatewayMetrics, MessageVerdict } from '../metrics/gateway-metrics.js';
+import type { TopOffenders } from '../metrics/top-offenders.js';
+import type { ClientIdentity, EnvelopeDecision } from '../policy/decision.js';
+import type { RateLimiter } from '../policy/rate-limiter.js';
+import type { RelayPolicy } from '../policy/relay-policy.js';
+import type { ClamdScanner } from '../scanner/clamd-scanner.js';
+import type { ScanResult } from '../scanner/scan-result.js';
+import { decideContentVerdict, type ContentChecks, type ContentVerdict } from '../verdict/content-verdict.js';
+import { MessageStream } from './message-stream.js';
+
+/** Everything the filter uses, built once per config (gateway-services.ts). */
+export interface GatewayServices {
+  readonly config: GatewayConfig;
+  readonly relay: RelayPolicy;
+  readonly limiter: RateLimiter;
+  readonly scanner: ClamdScanner | undefined;
+  readonly metrics: GatewayMetrics;
+  readonly offenders: TopOffenders;
+  readonly log: Logger;
+}
+
+interface MessageState {
+  readonly sender: string;
+  readonly startedAt: number;
+  /** RCPT commands seen, refused ones included. */
+  rcptIndex: number;
+  readonly recipients: string[];
+  readonly refusals: string[];
+  stream: MessageStream | undefined;
+  scanStartedAt: number;
+}
+
+interface SessionState {
+  client: ClientIdentity;
+  log: Logger;
+  /** Postfix's non_smtpd_milters session (sendmail(1), pickup): RCPT must never be refused there. */
+  localSubmission: boolean;
+  message: MessageState | undefined;
+}
+
+type Session = SessionContext<SessionState>;
+
+const MACROS = {
+  connect: ['j', '{daemon_name}', '{daemon_addr}', '{if_addr}', '{client_addr}', '{client_name}', '_'],
+  envfrom: ['i', '{auth_type}', '{auth_authen}', '{mail_addr}'],
+  envrcpt: ['i', '{rcpt_mailer}', '{rcpt_host}', '{rcpt_addr}'],
+  data: ['i'],
+  eoh: ['i'],
+  eom: ['i'],
+} as const;
+
+function toVerdict(d: Extract<EnvelopeDecision, { type: 'refuse' }>): Verdict {
+  const reply = { code: d.code, xcode: d.xcode, text: d.text };
+  return d.class === 'reject' ? Verdict.reject(reply) : Verdict.tempfail(reply);
+}
+
+const METRIC_VERDICT: Record<ContentVerdict['action'], MessageVerdict> = {
+  accept: 'accept',
+  reject: 'reject',
+  tempfail: 'tempfail',
+  discard: 'discard',
+  quarantine: 'quarantine',
+};
+
+export function createGatewayFilter(services: GatewayServices): MilterFilter<SessionState> {
+  const { config, relay, limiter, scanner, metrics, offenders, log } = services;
+
+  const refused = (session: Session, d: Extract<EnvelopeDecision, { type: 'refuse' }>, stage: string): Verdict => {
+    const s = session.state;
+    if (d.rule.startsWith('rate-')) metrics.rateLimited(d.rule.slice('rate-'.length));
+    else metrics.relayRejected(d.rule);
+    offenders.record(s.client.address || 'unknown', d.rule);
+    s.message?.refusals.push(`${stage} ${d.rule}`);
+    s.log.info({ stage, rule: d.rule, reply: `${d.code} ${d.xcode}` }, `refused at ${stage}: ${d.text}`);
+    return toVerdict(d);
+  };
+
+  const endMessage = (s: SessionState): void => {
+    s.message = undefined;
+  };
+
+  return {
+    macros: MACROS,
+    headerLeadingSpace: true,
+
+    createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, message: undefined }),
+
+    async connect(session, info: ConnectInfo) {
+      const s = session.state;
+      s.client = { address: info.address, hostname: info.hostname, authUser: undefined };
+      s.localSubmission = info.port === 0 && info.hostname === 'localhost' && (info.address === '127.0.0.1' || info.address === '::1');
+      s.log = log.child({ session: session.id, client: info.address, clientName: info.hostname });
+      const d = await limiter.onConnect(s.client);
+      if (d.type === 'refuse') return refused(session, d, 'connect');
+      return undefined;
+    },
+
+    async envfrom(session, sender) {
+      const s = session.state;
+      const authUser = session.macro('{auth_authen}');
+      s.client = { ...s.client, authUser: authUser === undefined || authUser === '' ? undefined : authUser };
+      s.message = { sender, startedAt: performance.now(), rcptIndex: 0, recipients: [], refusals: [], stream: undefined, scanStartedAt: 0 };
+      const serverAddress = session.macro('{daemon_addr}') ?? session.macro('{if_addr}');
+      const bySender = relay.checkSender(s.client, sender, { serverAddress });
+      if (bySender.type === 'refuse') return refused(session, bySender, 'mail');
+      const byRate = await limiter.onMessage(s.client);
+      if (byRate.type === 'refuse') return refused(session, byRate, 'mail');
+      return undefined;
+    },
+
+    async envrcpt(session, recipient) {
+      const s = session.state;
+      const m = s.message;
+      if (!m) return undefined;
+      const index = m.rcptIndex++;
+      if (s.localSubmission) {
+        // Postfix calls a refused RCPT in a non-SMTP submission a configuration error and defers the mail.
+        m.recipients.push(recipient);
+        metrics.recipient('accepted');
+        return undefined;
+      }
+      const context = {
+        recipientIndex: index,
+        nullSender: m.sender === '<>' || m.sender === '',
+        rcptMailer: session.macro('{rcpt_mailer}'),
+        rcptHost: session.macro('{rcpt_host}'),
+        serverAddress: session.macro('{daemon_addr}') ?? session.macro('{if_addr}'),
+      };
+      const byRelay = relay.checkRecipient(s.client, recipient, context);
+      const decision = byRelay.type === 'refuse' ? byRelay : await limiter.onRecipient(s.client, m.recipients.length);
+      if (decision.type === 'refuse') {
+        metrics.recipient(decision.class === 'reject' ? 'rejected' : 'tempfailed');
+        return refused(session, decision, `rcpt ${recipient}`);
+      }
+      m.recipients.push(recipient);
+      metrics.recipient('accepted');
+      return undefined;
+    },
+
+    header(session, name, value) {
+      const m = session.state.message;
+      if (!m) return undefined;
+      m.stream ??= openStream(m);
+      return m.stream.header(name, value);
+    },
+
+    eoh(session) {
+      const m = session.state.message;
+      if (!m) return undefined;
+      m.stream ??= openStream(m);
+      return m.stream.endOfHeaders();
+    },
+
+    body(session, chunk) {
+      const m = session.state.message;
+      if (!m) return undefined;
+      m.stream ??= openStream(m);
+      return m.stream.body(chunk);
+    },
+
+    async eom(session, modify) {
+      const s = session.state;
+      const m = s.message;
+      if (!m) return Verdict.tempfail();
+      m.stream ??= openStream(m);
+      const stream = m.stream;
+      const { inspector, scan } = stream;
+      const [inspection, scanResult] = await Promise.all([
+        inspector ? inspector.finish() : Promise.resolve(undefined),
+        scan && !stream.oversize ? scan.finish() : Promise.resolve(undefined),
+      ]);
+      const scanSeconds = (performance.now() - m.scanStartedAt) / 1000;
+      const checks = contentChecks(inspection, scanResult, stream.oversize, scanner !== undefined);
+      const verdict = decideContentVerdict(checks, config.actions);
+
+      if (scanResult) {
+        metrics.clamdScan(scanResult.type === 'failed' ? scanResult.reason : scanResult.type, scanSeconds, stream.bytes);
+        if (scanResult.type === 'failed' && scanResult.reason === 'overloaded') metrics.overload('scan-queue-full');
+      }
+      if (checks.virus !== undefined) metrics.virusFound(checks.virus);
+      for (const f of inspection?.findings ?? []) metrics.attachmentBlocked(f.rule, f.extension);
+      const totalSeconds = (performance.now() - m.startedAt) / 1000;
+      metrics.messageFinished({ verdict: METRIC_VERDICT[verdict.action], sizeBytes: stream.bytes, seconds: totalSeconds });
+      if (verdict.action !== 'accept' || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
+
+      s.log.info(
+        {
+          queueId: session.macro('i'),
+          client: s.client.address,
+          clientName: s.client.hostname,
+          helo: session.helo,
+          authUser: s.client.authUser,
+          sender: m.sender,
+          recipients: m.recipients.length,
+          refusedRecipients: m.refusals.length,
+          size: stream.bytes,
+          verdict: verdict.label,
+          reasons: verdict.reasons,
+          scanMs: Math.round(scanSeconds * 1000),
+          totalMs: Math.round(totalSeconds * 1000),
+        },
+        'message',
+      );
+      endMessage(s);
+      return apply(verdict, modify);
+    },
+
+    abort(session) {
+      const s = session.state;
+      const m = s.message;
+      if (!m) return;
+      const stream = m.stream;
+      stream?.scan?.abort();
+      stream?.inspector?.abort();
+      if (m.refusals.length > 0) {
+        // A transaction that ended without data, e.g. every recipient refused (a relay attempt): still one line.
+        s.log.info(
+          {
+            queueId: session.macro('i'),
+            client: s.client.address,
+            clientName: s.client.hostname,
+            helo: session.helo,
+            sender: m.sender,
+            recipients: m.recipients.length,
+            refusedRecipients: m.refusals.length,
+            verdict: 'refused-envelope',
+            reasons: m.refusals,
+            totalMs: Math.round(performance.now() - m.startedAt),
+          },
+          'message',
+        );
+      }
+      endMessage(s);
+    },
+  };
+
+  function openStream(m: MessageState): MessageStream {
+    m.scanStartedAt = performance.now();
+    return new MessageStream(
+      scanner?.begin(),
+      config.attachments.enabled ? new AttachmentInspector(config.attachments) : undefined,
+      scanner?.config.maxScanBytes ?? Number.MAX_SAFE_INTEGER,
+    );
+  }
+}
+
+function contentChecks(
+  inspection: Awaited<ReturnType<AttachmentInspector['finish']>> | undefined,
+  scan: ScanResult | undefined,
+  oversize: boolean,
+  scannerConfigured: boolean,
+): ContentChecks {
+  const failures: ContentChecks['failures'][number][] = [];
+  if (inspection?.error !== undefined) failures.push({ check: 'attachments', reason: 'error', detail: inspection.error });
+  if (scan?.type === 'failed' && !(oversize && scan.reason === 'size-limit')) failures.push({ check: 'virus', reason: scan.reason, detail: scan.detail });
+  if (scannerConfigured && scan === undefined && !oversize) failures.push({ check: 'virus', reason: 'error', detail: 'no scan was started' });
+  const sizeLimited = oversize || (scan?.type === 'failed' && scan.reason === 'size-limit');
+  return {
+    virus: scan?.type === 'infected' ? scan.signature : undefined,
+    attachments: inspection?.findings ?? [],
+    failures,
+    oversize: sizeLimited,
+  };
+}
+
+function apply(verdict: ContentVerdict, modify: MessageModifier): Verdict {
+  switch (verdict.action) {
+    case 'reject':
+      return Verdict.reject(verdict.reply);
+    case 'tempfail':
+      return Verdict.tempfail(verdict.reply);
+    case 'discard':
+      return Verdict.discard;
+    case 'quarantine':
+      modify.quarantine(verdict.quarantineReason ?? 'held by postfix-milter-ts');
+      for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
+      return Verdict.accept;
+    case 'accept':
+      for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
+      return Verdict.accept;
+  }
+}

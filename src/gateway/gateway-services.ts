@@ -1,0 +1,55 @@
+// Builds the filter's services from a config. A reload builds a new set for new sessions; the long-lived ones
+// (metrics, offenders) are carried over so counters keep counting across reloads.
+import type { GatewayConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import type { TopOffenders } from '../metrics/top-offenders.js';
+import type { CounterStore } from '../policy/counter-store.js';
+import { createCounterStore } from '../policy/create-counter-store.js';
+import { RateLimiter } from '../policy/rate-limiter.js';
+import { RelayPolicy } from '../policy/relay-policy.js';
+import { ClamdScanner } from '../scanner/clamd-scanner.js';
+import type { GatewayServices } from './gateway-filter.js';
+
+export interface ServiceSet extends GatewayServices {
+  readonly scanner: ClamdScanner;
+  readonly store: CounterStore;
+  /** Stops health checks and closes connections (after the sessions using this set are gone). */
+  close(): Promise<void>;
+}
+
+export function buildServices(config: GatewayConfig, shared: { metrics: GatewayMetrics; offenders: TopOffenders; log: Logger }): ServiceSet {
+  const { metrics, offenders, log } = shared;
+  const relay = new RelayPolicy(config.relay);
+  const store = createCounterStore(config.rateLimit, (event) => {
+    if (event.type === 'unavailable') {
+      metrics.redisFallback();
+      log.warn({ reason: event.reason, fallback: event.fallback }, `Redis rate-limit store unreachable: ${event.fallback === 'local' ? 'counting in this process alone' : 'tempfailing rate-limited stages'}`);
+    } else {
+      log.info({ downForMs: event.downForMs }, 'Redis rate-limit store reachable again');
+    }
+  });
+  const limiter = new RateLimiter(config.rateLimit, store, { trusted: (client) => relay.isTrusted(client) });
+  const scanner = new ClamdScanner(config.clamav, {
+    onEndpointChange: (health) => {
+      const index = config.clamav.endpoints.indexOf(health.endpoint);
+      metrics.clamdState(index < 0 ? 0 : index, health.up, health.version ?? undefined);
+      if (health.up) log.info({ endpoint: health.endpoint, version: health.version }, 'clamd endpoint up');
+      else log.warn({ endpoint: health.endpoint, error: health.lastError }, 'clamd endpoint down: mail is tempfailed while no endpoint answers');
+    },
+  });
+  return {
+    config,
+    relay,
+    limiter,
+    scanner,
+    store,
+    metrics,
+    offenders,
+    log,
+    async close() {
+      scanner.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+// Connects the protocol server's observer hooks to the gateway metrics: connections, sessions in flight,
+// protocol errors, failed hooks and connections refused because the server was full.
+import type { ServerObserver } from '@postfix-milter-ts/protocol';
+import type { GatewayMetrics } from './gateway-metrics.js';
+
+/**
+ * A ServerObserver that records metrics, then calls the same hook of `next` (e.g. the one that logs), so the
+ * server needs only one observer.
+ */
+export function metricsObserver(metrics: GatewayMetrics, next: ServerObserver = {}): ServerObserver {
+  // The server reports `overloaded` and then, unless it drops the socket outright, opens a session that only
+  // answers tempfail. Such sessions are not in flight work and are not in the server's active count.
+  let nextIsOverload = false;
+  const counted = new Set<string>();
+  return {
+    ...next,
+    overloaded(reason) {
+      nextIsOverload = true;
+      metrics.overload(reason);
+      next.overloaded?.(reason);
+    },
+    opened(sessionId, active, remote) {
+      metrics.connectionAccepted();
+      if (nextIsOverload) {
+        nextIsOverload = false;
+      } else {
+        counted.add(sessionId);
+      }
+      // The server's count is the truth; taking it on every open also heals any drift.
+      metrics.sessionOpened(active);
+      next.opened?.(sessionId, active, remote);
+    },
+    closed(sessionId) {
+      if (counted.delete(sessionId)) metrics.sessionClosed();
+      next.closed?.(sessionId);
+    },
+    protocolError(sessionId, error) {
+      metrics.protocolError(error.kind);
+      next.protocolError?.(sessionId, error);
+    },
+    hookError(sessionId, stage, error) {
+      metrics.protocolError('handler-error');
+      next.hookError?.(sessionId, stage, error);
+    },
+  };
+}
