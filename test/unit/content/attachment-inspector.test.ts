@@ -1,0 +1,99 @@
+// Behaviour of the streaming inspector beyond the corpus: config switches, limits, abort, and the two
+// mailparser internals we rely on (see src/content/mail-parser-with-raw-headers.ts).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/content/attachment-config.js';
+import { AttachmentInspector, inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
+import { InspectingMailParser } from 'postfix-milter-ts/content/mail-parser-with-raw-headers.js';
+import { SAMPLES, makeZip } from './zip-writer.js';
+
+function message(parts: { headers: string; body: string }[]): Buffer {
+  let out = 'From: a@example.net\r\nTo: b@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n';
+  for (const p of parts) out += `--b\r\n${p.headers}\r\n${p.body}\r\n`;
+  return Buffer.from(`${out}--b--\r\n`);
+}
+const file = (name: string, data: Buffer | string, type = 'application/octet-stream'): { headers: string; body: string } => ({
+  headers: `Content-Type: ${type}\r\nContent-Disposition: attachment; filename="${name}"\r\nContent-Transfer-Encoding: base64\r\n`,
+  body: Buffer.from(data).toString('base64').replace(/.{76}/g, '$&\r\n'),
+});
+
+describe('AttachmentInspector', () => {
+  test('the mailparser internals it relies on are present', () => {
+    const p = new InspectingMailParser({});
+    assert.equal(p.streamsTextParts, true);
+    assert.equal(p.hasRawHeaderAccess, true);
+    p.destroy();
+  });
+
+  test('config switches turn rules off', async () => {
+    const raw = message([file('invoice.pdf.exe', 'x'), file('a.{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}', 'x')]);
+    const on = await inspectMessage(raw, defaultAttachmentsConfig());
+    assert.deepEqual([...new Set(on.findings.map((f) => f.kind))].sort(), ['banned-extension', 'clsid-extension', 'double-extension']);
+    const off = await inspectMessage(raw, attachmentsSchema.parse({ checkDoubleExtension: false, checkClsid: false, allowedExtensions: ['exe'] }));
+    assert.deepEqual(off.findings, []);
+    const disabled = await inspectMessage(raw, attachmentsSchema.parse({ enabled: false }));
+    assert.deepEqual(disabled, { findings: [], parts: [] });
+  });
+
+  test('dangerous types and banned declared types are configurable', async () => {
+    const raw = message([file('data.bin', SAMPLES.pe(), 'application/x-msdownload')]);
+    const d = await inspectMessage(raw, defaultAttachmentsConfig());
+    assert.deepEqual(d.findings.map((f) => f.rule).sort(), ['declared-type', 'pe']);
+    const none = await inspectMessage(raw, attachmentsSchema.parse({ dangerousTypes: [], bannedContentTypes: [] }));
+    assert.deepEqual(none.findings, []);
+  });
+
+  test('a zip over archives.maxBytes is an archive-limit finding (or allowed by policy)', async () => {
+    const big = makeZip([{ name: 'noise.bin', data: Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 7919) & 0xff)), store: true }]);
+    const raw = message([file('big.zip', big, 'application/zip')]);
+    const r = await inspectMessage(raw, attachmentsSchema.parse({ archives: { maxBytes: 16 * 1024 } }));
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['archive-limit/archive-too-large']);
+    const allowed = await inspectMessage(raw, attachmentsSchema.parse({ archives: { maxBytes: 16 * 1024, unlistable: 'allow' } }));
+    assert.deepEqual(allowed.findings, []);
+  });
+
+  test('attached messages nest only to maxMessageDepth', async () => {
+    let inner = 'Subject: leaf\r\nContent-Type: text/plain\r\n\r\nhello\r\n';
+    for (let i = 0; i < 4; i++) inner = `Subject: level ${i}\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n${inner}`;
+    const r = await inspectMessage(Buffer.from(inner), attachmentsSchema.parse({ maxMessageDepth: 3 }));
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['archive-limit/message-depth']);
+    const ok = await inspectMessage(Buffer.from(inner), attachmentsSchema.parse({ maxMessageDepth: 6 }));
+    assert.deepEqual(ok.findings, []);
+  });
+
+  test('too many parts is malformed-mime', async () => {
+    const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
+    const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));
+    assert.deepEqual([...new Set(r.findings.map((f) => `${f.kind}/${f.rule}`))], ['malformed-mime/too-many-parts']);
+  });
+
+  test('part summaries name every part with its real type', async () => {
+    const r = await inspectMessage(message([file('a.pdf', SAMPLES.pdf(), 'application/pdf'), file('b.zip', makeZip([{ name: 'x.txt', data: 'x' }]), 'application/zip')]), defaultAttachmentsConfig());
+    assert.deepEqual(r.parts.map((p) => [p.path, p.contentType, p.detectedType, p.archiveMembers]), [
+      ['part 1', 'application/pdf', 'pdf', undefined],
+      ['part 2', 'application/zip', 'zip', 1],
+    ]);
+  });
+
+  test('abort() releases the message; finish() then reports it was aborted', async () => {
+    const inspector = new AttachmentInspector(defaultAttachmentsConfig());
+    inspector.push(message([file('a.exe', 'x')]).subarray(0, 200));
+    inspector.abort();
+    inspector.push(Buffer.from('more'));
+    const r = await inspector.finish();
+    assert.equal(r.error, 'inspection aborted');
+  });
+
+  test('finish() twice is a programming error', async () => {
+    const inspector = new AttachmentInspector(defaultAttachmentsConfig());
+    inspector.push(Buffer.from('Subject: x\r\n\r\nhi\r\n'));
+    await inspector.finish();
+    await assert.rejects(inspector.finish(), /twice/);
+  });
+
+  test('the config schema is strict and names the bad key', () => {
+    assert.throws(() => attachmentsSchema.parse({ bannedExtension: ['exe'] }), /bannedExtension/);
+    assert.throws(() => attachmentsSchema.parse({ archives: { encrypted: 'maybe' } }), /encrypted/);
+    assert.deepEqual(attachmentsSchema.parse({ bannedExtensions: ['.EXE', ' Scr '] }).bannedExtensions, ['exe', 'scr']);
+  });
+});

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type RealType, detectType, typeContradiction } from 'postfix-milter-ts/content/magic.js';
+import { SAMPLES, makeZip } from './zip-writer.js';
+
+const bytes = (...parts: (string | number[])[]): Buffer => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+const at = (offset: number, sig: string, size = offset + 64): Buffer => {
+  const b = Buffer.alloc(size);
+  b.write(sig, offset, 'latin1');
+  return b;
+};
+
+describe('detectType', () => {
+  const cases: [label: string, head: Buffer, want: RealType, tail?: Buffer][] = [
+    ['PE executable', SAMPLES.pe(), 'pe'],
+    ['text that starts with MZ', Buffer.from('MZ Holdings quarterly letter, plain text of some length to pass 64 bytes.'), 'text'],
+    ['ELF', bytes([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]), 'elf'],
+    ['Mach-O 64 LE', bytes([0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1]), 'macho'],
+    ['Mach-O 32 BE', bytes([0xfe, 0xed, 0xfa, 0xce]), 'macho'],
+    ['Mach-O universal', bytes([0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 2]), 'macho'],
+    ['Java class', bytes([0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 52]), 'java-class'],
+    ['shebang script', Buffer.from('#!/bin/sh\necho hi\n'), 'shebang'],
+    ['Windows shortcut', SAMPLES.lnk(), 'lnk'],
+    ['CHM', bytes('ITSF', [3, 0, 0, 0]), 'chm'],
+    ['registry file', Buffer.from('Windows Registry Editor Version 5.00\r\n'), 'reg'],
+    ['ISO 9660', SAMPLES.iso(), 'iso'],
+    ['UDF', at(0x8001, 'BEA01'), 'iso'],
+    ['VHDX', bytes('vhdxfile'), 'vhdx'],
+    ['VHD dynamic', bytes('conectix'), 'vhd'],
+    ['VHD fixed (footer)', Buffer.alloc(1024, 0x41).fill(0, 0, 16), 'vhd', at(0, 'conectix', 512)],
+    ['DMG (koly trailer)', bytes([0x78, 0xda, 1, 2, 3]), 'dmg', at(0, 'koly', 512)],
+    ['WIM', bytes('MSWIM\0\0\0'), 'wim'],
+    ['zip', makeZip([{ name: 'a.txt', data: 'x' }]), 'zip'],
+    ['docx is a zip', SAMPLES.ooxml('word'), 'zip'],
+    ['rar', bytes('Rar!\x1a\x07\x01\x00'), 'rar'],
+    ['7z', bytes([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]), '7z'],
+    ['gzip', bytes([0x1f, 0x8b, 8, 0]), 'gzip'],
+    ['cab', bytes('MSCF\0\0\0\0'), 'cab'],
+    ['ace', at(7, '**ACE**'), 'ace'],
+    ['tar', at(257, 'ustar'), 'tar'],
+    ['OLE (doc/xls/msi)', bytes([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]), 'ole'],
+    ['PDF', SAMPLES.pdf(), 'pdf'],
+    ['PDF after junk', Buffer.concat([Buffer.from('garbage line\n'), SAMPLES.pdf()]), 'pdf'],
+    ['PNG', SAMPLES.png(), 'png'],
+    ['JPEG', SAMPLES.jpeg(), 'jpeg'],
+    ['GIF', bytes('GIF89a'), 'gif'],
+    ['RTF', bytes('{\\rtf1\\ansi'), 'rtf'],
+    ['calendar', Buffer.from('BEGIN:VCALENDAR\r\nVERSION:2.0\r\n'), 'calendar'],
+    ['HTML', Buffer.from('<!DOCTYPE html><html><body>hi</body></html>'), 'html'],
+    ['HTA', Buffer.from('<html><head><HTA:APPLICATION ID="x"></head></html>'), 'hta'],
+    ['HTML smuggling', Buffer.from('<html><script>var b = new Blob([atob("TVo=")]); a.download = "x.iso";</script></html>'), 'html-smuggling'],
+    ['HTML with harmless script', Buffer.from('<html><script>document.title = "x"</script></html>'), 'html'],
+    ['SVG', Buffer.from('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>'), 'svg'],
+    ['SVG with script', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>'), 'svg-script'],
+    ['plain text', Buffer.from('hello world\r\n'), 'text'],
+    ['UTF-8 BOM text', Buffer.from('\ufeffhello', 'utf8'), 'text'],
+    ['random binary', Buffer.from([0x00, 0x13, 0x99, 0x00, 0x42]), 'unknown'],
+    ['empty', Buffer.alloc(0), 'text'],
+  ];
+  for (const [label, head, want, tail] of cases) {
+    test(`${label} → ${want}`, () => assert.equal(detectType(head, tail), want));
+  }
+});
+
+describe('typeContradiction', () => {
+  const cases: [detected: RealType, ext: string, mime: string, want: 'extension' | 'declared-type' | undefined][] = [
+    ['pe', 'pdf', 'application/pdf', 'extension'],
+    ['pe', '', 'text/plain', 'declared-type'],
+    ['pe', 'dat', 'application/octet-stream', undefined], // no claim: dangerous-content covers it
+    ['zip', 'pdf', 'application/pdf', 'extension'],
+    ['zip', 'docx', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document', undefined],
+    ['zip', 'xlsx', 'application/vnd.ms-excel', undefined],
+    ['zip', 'jar', 'application/java-archive', undefined],
+    ['ole', 'doc', 'application/msword', undefined],
+    ['rtf', 'doc', 'application/msword', undefined], // Word saves RTF as .doc: not risky by itself
+    ['jpeg', 'png', 'image/png', undefined], // benign image mix-ups are not contradictions
+    ['pdf', 'pdf', 'application/octet-stream', undefined],
+    ['text', 'pdf', 'application/pdf', undefined],
+    ['html', 'txt', 'text/plain', undefined],
+    ['html', 'pdf', 'application/pdf', 'extension'],
+    ['calendar', 'ics', 'text/calendar', undefined],
+  ];
+  for (const [detected, ext, mime, want] of cases) {
+    test(`${detected} as .${ext} (${mime}) → ${want ?? 'none'}`, () => assert.equal(typeContradiction(detected, ext, mime), want));
+  }
+});
