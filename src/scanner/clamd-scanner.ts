@@ -289,6 +289,7 @@ class StreamingScan implements VirusScan {
   finish(): Promise<ScanResult> {
     if (!this.#finishing) {
       this.#finishing = true;
+      if (this.#outcome !== undefined) return this.result;
       const deadlineMs = this.#context.config.scanDeadline;
       this.#deadline = setTimeout(() => {
         this.fail(scanFailure('timeout', `no verdict from clamd within the scan deadline of ${deadlineMs} ms`));
