@@ -1,6 +1,7 @@
 // The `attachments` section of the configuration: which names and real types are refused, and the limits
 // of archive and nested-message inspection.
 import { z } from 'zod';
+import { byteSize } from '../config/units.js';
 import { DEFAULT_BANNED_EXTENSIONS } from './banned-extensions.js';
 import { DANGEROUS_TYPE_LABELS, DEFAULT_DANGEROUS_TYPES } from './magic.js';
 
@@ -18,12 +19,12 @@ export const archiveLimitsSchema = z
     /** Members listed per archive before giving up with an `archive-limit` finding (amavisd's sample uses 3000). */
     maxMembers: z.number().int().min(1).max(1_000_000).default(2000),
     /** Sum of the members' declared uncompressed sizes, over all nesting levels, per message. */
-    maxExpandedBytes: z.number().int().min(1).default(512 * 1024 * 1024),
+    maxExpandedBytes: byteSize.refine((n) => n >= 1, 'at least 1 byte').default(512 * 1024 * 1024),
     /**
      * Largest archive held in memory to be listed (per part, decoded). Postfix's default message_size_limit
      * is 10240000 bytes, so 16 MiB covers any attachment Postfix accepts by default.
      */
-    maxBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+    maxBytes: byteSize.refine((n) => n >= 1024, 'at least 1K').default(16 * 1024 * 1024),
     /** A member whose uncompressed/compressed ratio is above this (and is over 1 MiB) is a decompression bomb. */
     maxCompressionRatio: z.number().min(2).default(200),
     /** Password-protected members hide their content: MailScanner refuses them by default, so do we. */

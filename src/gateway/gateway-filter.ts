@@ -185,7 +185,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         if (scanResult.type === 'failed' && scanResult.reason === 'overloaded') metrics.overload('scan-queue-full');
       }
       if (checks.virus !== undefined) metrics.virusFound(checks.virus);
-      for (const f of inspection?.findings ?? []) metrics.attachmentBlocked(f.rule, f.extension);
+      for (const f of inspection?.findings ?? []) metrics.attachmentBlocked(f.kind, f.extension);
       const totalSeconds = (performance.now() - m.startedAt) / 1000;
       metrics.messageFinished({ verdict: METRIC_VERDICT[verdict.action], sizeBytes: stream.bytes, seconds: totalSeconds });
       if (verdict.action !== 'accept' || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
