@@ -1,19 +1,9 @@
 // The MTA side of the codec: typed commands → packets. Used by the test/benchmark client.
 import { AddressFamily, CommandCode } from './constants.js';
 import { encodeFrame } from './frame-decoder.js';
+import { cstr, uint32 } from './payload-writer.js';
 import type { MilterCommand } from './messages.js';
 
-const NUL = Buffer.from([0]);
-
-function cstr(s: string): Buffer[] {
-  return [Buffer.from(s, 'latin1'), NUL];
-}
-
-function uint32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0, 0);
-  return b;
-}
 
 export function encodeCommand(command: MilterCommand): Buffer {
   switch (command.type) {

@@ -2,20 +2,10 @@
 import { MAX_OUTGOING_DATA, ResponseCode } from './constants.js';
 import { MilterProtocolError } from './errors.js';
 import { encodeFrame } from './frame-decoder.js';
+import { cstr, uint32 } from './payload-writer.js';
 import type { MacroRequests, MilterResponse } from './messages.js';
 import { validateReplyText } from './reply-code.js';
 
-const NUL = Buffer.from([0]);
-
-function cstr(s: string): Buffer[] {
-  return [Buffer.from(s, 'latin1'), NUL];
-}
-
-function uint32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0, 0);
-  return b;
-}
 
 // Data-less replies are the hot path (one per command): build them once.
 const FIXED = {

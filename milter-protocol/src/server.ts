@@ -19,6 +19,13 @@ export interface MilterServerOptions {
   readonly maxSessions?: number;
   /** A connection silent this long while no hook runs is closed (ms). Default 7210 s, as libmilter. */
   readonly idleTimeoutMs?: number;
+  /**
+   * A packet must be complete this long after its first byte arrived (ms), or the connection is closed. Any
+   * byte re-arms the idle timer, so without this a peer trickling one byte a second would hold a session (and
+   * its buffered bytes) for as long as it likes. Postfix and Sendmail write a packet at once. Default: the
+   * idle timeout, at most 60 s.
+   */
+  readonly packetTimeoutMs?: number;
   /** Largest packet accepted; a larger length field closes the connection. Default 1 MiB. */
   readonly maxFrameLength?: number;
   /** Interval of progress packets while a hook works (ms). Default 5000 (Sendmail's read timeout is 10 s). */
@@ -42,6 +49,10 @@ interface Connection {
 
 // Packets a session may have waiting (possible only with no-reply steps) before reading pauses.
 const MAX_QUEUED_FRAMES = 256;
+
+// Replies waiting to be sent before reading pauses: a peer that sends commands but never reads its replies
+// must not make us buffer replies without bound.
+const MAX_WRITE_BACKLOG = 1024 * 1024;
 
 // Connections beyond maxSessions still get a polite 4xx, up to this many; past that they are dropped.
 const OVERFLOW_ALLOWANCE = 64;
@@ -70,6 +81,7 @@ export class MilterServer<S> {
     this.options = {
       maxSessions: options.maxSessions ?? 1000,
       idleTimeoutMs: options.idleTimeoutMs ?? 7_210_000,
+      packetTimeoutMs: options.packetTimeoutMs ?? Math.min(options.idleTimeoutMs ?? 7_210_000, 60_000),
       maxFrameLength: options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH,
       progressIntervalMs: options.progressIntervalMs ?? 5000,
       unixSocketMode: options.unixSocketMode ?? 0o660,
@@ -162,10 +174,19 @@ export class MilterServer<S> {
     const decoder = new FrameDecoder(this.options.maxFrameLength);
     const session = new MilterSession(filter, {
       write: (data) => {
-        if (!socket.destroyed) socket.write(data);
+        if (socket.destroyed) return;
+        socket.write(data);
+        if (socket.writableLength > MAX_WRITE_BACKLOG) socket.pause();
       },
       end: () => socket.end(),
-    }, { id, progressIntervalMs: this.options.progressIntervalMs, observer, drained: () => socket.resume() });
+    }, {
+      id,
+      progressIntervalMs: this.options.progressIntervalMs,
+      observer,
+      drained: () => {
+        if (socket.writableLength <= MAX_WRITE_BACKLOG) socket.resume();
+      },
+    });
     const conn: Connection = { socket, session };
     this.connections.add(conn);
     observer.opened?.(id, this.active, `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`);
@@ -177,23 +198,52 @@ export class MilterServer<S> {
       session.fail(new MilterProtocolError('timeout', `no command from the MTA for ${this.options.idleTimeoutMs} ms`));
       socket.destroy();
     });
+    // Deadline for the packet being received: armed at its first byte, cleared when no partial packet is left.
+    let packetTimer: NodeJS.Timeout | undefined;
+    const clearPacketTimer = (): void => {
+      if (packetTimer !== undefined) clearTimeout(packetTimer);
+      packetTimer = undefined;
+    };
+    const armPacketTimer = (): void => {
+      packetTimer = setTimeout(() => {
+        packetTimer = undefined;
+        // Reading paused by us (packets queued behind a busy hook): the rest may be waiting in the kernel.
+        if (socket.isPaused()) {
+          armPacketTimer();
+          return;
+        }
+        session.fail(
+          new MilterProtocolError('timeout', `a packet was not complete ${this.options.packetTimeoutMs} ms after its first byte (${decoder.bufferedBytes} bytes received)`),
+        );
+        socket.destroy();
+      }, this.options.packetTimeoutMs);
+    };
     socket.on('data', (chunk: Buffer) => {
       afterRead?.(socket);
       let frames;
       try {
         frames = decoder.push(chunk);
       } catch (e) {
+        clearPacketTimer();
         session.fail(e);
         socket.destroy();
         return;
       }
+      if (frames.length > 0) clearPacketTimer();
+      if (decoder.bufferedBytes > 0) {
+        if (packetTimer === undefined) armPacketTimer();
+      } else clearPacketTimer();
       if (frames.length > 0) session.receive(frames);
       if (session.queuedFrames > MAX_QUEUED_FRAMES) socket.pause();
+    });
+    socket.on('drain', () => {
+      if (session.queuedFrames <= MAX_QUEUED_FRAMES) socket.resume();
     });
     socket.on('error', () => {
       // Reset by the peer and similar: the 'close' event that follows does the cleanup.
     });
     socket.on('close', () => {
+      clearPacketTimer();
       this.connections.delete(conn);
       if (counts) this.active--;
       session.transportClosed();

@@ -1,14 +1,8 @@
 import { parseListenAddress } from '@postfix-milter-ts/protocol';
 import { z } from 'zod';
-import { byteSize, duration } from './units.js';
+import { byteSize, duration, parsedString } from './units.js';
 
-const listenAddress = z.string().superRefine((v, ctx) => {
-  try {
-    parseListenAddress(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-  }
-});
+const listenAddress = parsedString(parseListenAddress);
 
 /** The milter listener and its limits. Port 10031 is used by no common milter or exporter. */
 export const milterSchema = z

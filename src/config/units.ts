@@ -24,3 +24,14 @@ export const byteSize = z
     const m = SIZE.exec(v) as RegExpExecArray;
     return Math.round(Number(m[1]) * (SIZE_FACTOR[(m[2] as string).toUpperCase()] as number));
   });
+
+/** A string another parser must accept (listen addresses, clamd endpoints); its error becomes the message. */
+export function parsedString(parse: (value: string) => unknown): z.ZodType<string> {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      parse(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  });
+}

@@ -1,15 +1,9 @@
 // The `clamav:` section of the config file: where clamd listens and how long and how much we wait for it.
 import { z } from 'zod';
-import { byteSize, duration } from '../config/units.js';
+import { byteSize, duration, parsedString } from '../config/units.js';
 import { parseClamdEndpoint } from './clamd-endpoint.js';
 
-const endpoint = z.string().superRefine((v, ctx) => {
-  try {
-    parseClamdEndpoint(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-  }
-});
+const endpoint = parsedString(parseClamdEndpoint);
 
 export const clamavSchema = z
   .object({
