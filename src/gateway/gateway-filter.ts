@@ -3,6 +3,7 @@
 // clamd while it arrives; end of message combines both into one verdict. Every message gets one log line.
 import { Verdict, type ConnectInfo, type MessageModifier, type MilterFilter, type SessionContext } from '@postfix-milter-ts/protocol';
 import { AttachmentInspector } from '../content/attachment-inspector.js';
+import type { Finding } from '../content/finding.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { GatewayMetrics, MessageVerdict } from '../metrics/gateway-metrics.js';
@@ -102,6 +103,9 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       return undefined;
     },
 
+    // HELO is not checked, but the hook makes the MTA send it (it is in every log line).
+    helo: () => undefined,
+
     async envfrom(session, sender) {
       const s = session.state;
       const authUser = session.macro('{auth_authen}');
@@ -185,7 +189,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         if (scanResult.type === 'failed' && scanResult.reason === 'overloaded') metrics.overload('scan-queue-full');
       }
       if (checks.virus !== undefined) metrics.virusFound(checks.virus);
-      for (const f of inspection?.findings ?? []) metrics.attachmentBlocked(f.kind, f.extension);
+      for (const f of blockedFiles(inspection?.findings ?? [])) metrics.attachmentBlocked(f.kind, f.extension);
       const totalSeconds = (performance.now() - m.startedAt) / 1000;
       metrics.messageFinished({ verdict: METRIC_VERDICT[verdict.action], sizeBytes: stream.bytes, seconds: totalSeconds });
       if (verdict.action !== 'accept' || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
@@ -268,6 +272,19 @@ function contentChecks(
     failures,
     oversize: sizeLimited,
   };
+}
+
+/**
+ * One finding per blocked file for the metrics: an .exe that is also a PE gives two findings but is one
+ * blocked attachment, counted under the finding that names a banned extension when there is one.
+ */
+function blockedFiles(findings: readonly Finding[]): Finding[] {
+  const byPath = new Map<string, Finding>();
+  for (const f of findings) {
+    const seen = byPath.get(f.path);
+    if (!seen || (seen.extension === undefined && f.extension !== undefined)) byPath.set(f.path, f);
+  }
+  return [...byPath.values()];
 }
 
 function apply(verdict: ContentVerdict, modify: MessageModifier): Verdict {
