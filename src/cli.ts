@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { fetchOffenders, formatOffenders } from './commands/offenders.js';
 import { scanFiles } from './commands/scan.js';
+import { configureSweepQueueCommand } from './commands/sweep-queue.js';
 import { ConfigError, loadConfigFile, parseConfigText } from './config/load-config.js';
 import { configOverrides, type OverrideFlags } from './config/overrides.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
@@ -99,6 +100,8 @@ program
     const status = await scanFiles(files, config, { virusScan: opts.virusScan }, (r) => process.stdout.write(`${JSON.stringify(r)}\n`));
     process.exitCode = status;
   });
+
+configureSweepQueueCommand(program.command('sweep-queue'));
 
 program
   .command('offenders')

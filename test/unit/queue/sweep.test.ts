@@ -1,0 +1,133 @@
+// The sweep over a fabricated queue directory (no Postfix, no clamd): attachment policy and matchers select,
+// corrupt and half-written files are reported or skipped, a --limit run resumes from its checkpoint without
+// reading finished files again, and a different sweep refuses the checkpoint.
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runSweepQueue } from 'postfix-milter-ts/commands/sweep-queue.js';
+import { DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
+import { buildQueueFile, type Rec } from './queue-file-builder.js';
+
+let dir: string;
+
+function message(subject: string, attachment?: { name: string; content: Buffer }): Rec[] {
+  const lines = [`From: someone@example.org`, `Subject: ${subject}`];
+  if (attachment) {
+    lines.push('MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b1"', '', '--b1', 'Content-Type: text/plain', '', 'see attached', '--b1');
+    lines.push(`Content-Type: application/octet-stream; name="${attachment.name}"`, `Content-Disposition: attachment; filename="${attachment.name}"`, 'Content-Transfer-Encoding: base64', '');
+    lines.push(...(attachment.content.toString('base64').match(/.{1,76}/g) ?? []), '--b1--');
+  } else lines.push('', 'Nothing to see.');
+  return lines.map((l) => ['N', l] as const);
+}
+
+const EXE = Buffer.concat([Buffer.from('MZ'), Buffer.alloc(200, 0x90)]);
+
+async function put(key: string, content: Rec[], opts: { sender?: string; mode?: number } = {}): Promise<void> {
+  const path = join(dir, key);
+  await mkdir(join(path, '..'), { recursive: true });
+  const { bytes } = buildQueueFile({ envelope: [['T', '1795357256 0'], ['S', opts.sender ?? 'a@example.org'], ['R', 'b@example.test']], content });
+  await writeFile(path, bytes, { mode: opts.mode ?? 0o700 });
+  await chmod(path, opts.mode ?? 0o700);
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sweep-unit-'));
+  await put('deferred/1/10000000001', message('clean one'));
+  await put('deferred/1/10000000002', message('banned', { name: 'invoice.pdf.exe', content: EXE }));
+  await put('deferred/2/20000000001', message('clean two'));
+  await put('deferred/2/20000000002', message('Invoice 4711'));
+  await put('hold/30000000001', message('held banned', { name: 'x.scr', content: EXE }));
+  await put('hold/30000000002', message('from the spammer'), { sender: 'spammer@evil.example' });
+  await put('active/40000000001', message('clean three'));
+  await put('incoming/50000000001', message('half written'), { mode: 0o600 });
+  await mkdir(join(dir, 'maildrop'));
+  // Corrupt: the end is missing.
+  const { bytes } = buildQueueFile({ envelope: [['S', 'a@b']], content: message('cut') });
+  await writeFile(join(dir, 'active/40000000002'), bytes.subarray(0, bytes.length - 3), { mode: 0o700 });
+  await writeFile(join(dir, 'active/not-a-queue-file.tmp'), 'x');
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function sweep(args: Parameters<typeof runSweepQueue>[0]): Promise<{ code: number; out: string[]; err: string }> {
+  const out: string[] = [];
+  let err = '';
+  const code = await runSweepQueue({ queueDir: dir, quiet: true, ...args }, DEFAULT_CONFIG, {
+    stdout: (t) => out.push(...t.split('\n').filter((l) => l !== '')),
+    stderr: (t) => (err += t),
+    env: process.env,
+  });
+  return { code, out, err };
+}
+
+test('the attachment policy selects banned files; corrupt files are reported; exit 2 on errors', async () => {
+  const r = await sweep({ virusScan: false });
+  assert.deepEqual(r.out.sort(), ['10000000002', '30000000001']);
+  assert.match(r.err, /active\/40000000002: corrupt queue file: truncated/);
+  assert.match(r.err, /1 being written/);
+  assert.equal(r.code, 2);
+});
+
+test('without corrupt files in the chosen queues: exit 1 when something is selected, 0 when nothing', async () => {
+  assert.equal((await sweep({ virusScan: false, queues: 'deferred,hold' })).code, 1);
+  const none = await sweep({ virusScan: false, queues: 'deferred', matchSender: '^nobody$', matchersOnly: true });
+  assert.deepEqual(none.out, []);
+  assert.equal(none.code, 0);
+});
+
+test('matchers OR the policy; --matchers-only drops the policy', async () => {
+  const both = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i'], matchSender: 'spammer@' });
+  assert.deepEqual(both.out.sort(), ['10000000002', '20000000002', '30000000001', '30000000002']);
+  const only = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i'], matchSender: 'spammer@', matchersOnly: true, json: true });
+  const parsed = only.out.map((l) => JSON.parse(l) as { id: string; subject: string; reasons: string[] });
+  parsed.sort((a, b) => a.id.localeCompare(b.id));
+  assert.deepEqual(parsed.map((p) => p.id), ['20000000002', '30000000002']);
+  assert.equal(parsed[0]?.subject, 'Invoice 4711');
+  assert.match(parsed[1]?.reasons[0] ?? '', /sender "spammer@evil\.example" matches spammer@/);
+});
+
+test('bad usage is exit 64 with the reason', async () => {
+  const r = await sweep({ queues: 'deferred,bogus' });
+  assert.equal(r.code, 64);
+  assert.match(r.err, /unknown queue "bogus"/);
+  assert.equal((await sweep({ matchHeader: ['Subject:/(/'] })).code, 64);
+  assert.equal((await sweep({ concurrency: '0' })).code, 64);
+});
+
+test('a --limit run resumes from the checkpoint and reads only the rest; the output is complete', async () => {
+  const cp = join(dir, '..', `${dir.split('/').pop() ?? 'x'}.checkpoint`);
+  try {
+    const first = await sweep({ virusScan: false, queues: 'deferred,hold,active', checkpoint: cp, limit: '3', concurrency: '2' });
+    assert.deepEqual(first.out, ['10000000002']);
+    assert.equal(first.code, 1);
+    const saved = JSON.parse(await readFile(cp, 'utf8')) as { counts: { files: number }; finished: boolean; watermark: string };
+    assert.equal(saved.counts.files, 3);
+    assert.equal(saved.finished, false);
+    assert.equal(saved.watermark, 'deferred/2/20000000001');
+
+    // A different sweep may not use this checkpoint.
+    const other = await sweep({ virusScan: false, queues: 'deferred', checkpoint: cp });
+    assert.equal(other.code, 64);
+    assert.match(other.err, /belongs to a different sweep/);
+
+    const second = await sweep({ virusScan: false, queues: 'deferred,hold,active', checkpoint: cp, concurrency: '2' });
+    // The earlier selection is printed again (so `| postsuper -d -` gets every ID), then the new ones.
+    assert.deepEqual(second.out, ['10000000002', '30000000001'], 'replayed first, then the one found now');
+    assert.match(second.err, /done: 5 files/, 'only the 5 files after the first 3 were read');
+    assert.match(second.err, /in all 8 files/);
+    assert.equal(second.code, 2, 'the corrupt file in active');
+    const done = JSON.parse(await readFile(cp, 'utf8')) as { finished: boolean };
+    assert.equal(done.finished, true);
+
+    // A finished checkpoint starts a new sweep.
+    const third = await sweep({ virusScan: false, queues: 'deferred,hold,active', checkpoint: cp });
+    assert.match(third.err, /finished at .*; starting a new sweep/);
+    assert.match(third.err, /done: 8 files/);
+  } finally {
+    await rm(cp, { force: true });
+  }
+});
