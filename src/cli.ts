@@ -85,7 +85,12 @@ program
   .addOption(new Option('--metrics-listen <host:port>', 'as for serve'))
   .action(async (file: string | undefined, opts: { listen?: string; clamd?: string[]; metricsListen?: string }) => {
     const config = await readConfig(file, { listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen });
-    process.stdout.write(`# ${file ?? 'embedded defaults'}: valid. Durations in milliseconds, sizes in bytes.\n${stringify(config)}`);
+    process.stdout.write(
+      `# ${file ?? 'embedded defaults'}: valid.\n` +
+        '# Durations are shown in milliseconds and sizes in bytes. To reuse this as a config file, give\n' +
+        '# durations a unit (600000 -> 600000ms): a bare number in the file means seconds.\n' +
+        stringify(config),
+    );
   });
 
 program

@@ -26,13 +26,16 @@ function lineAt(counter: LineCounter, node: unknown): number | undefined {
 /** The YAML node of a key path: the key itself when the path ends on a mapping entry (better line). */
 function nodeFor(doc: Document, path: readonly PathKey[]): unknown {
   let node: unknown = doc.contents;
+  // The entry holding `node`: a missing key is reported on its parent's key line, not its first sibling's.
+  let holder: unknown;
   for (const key of path) {
     if (!isMap(node) && !(isNode(node) && 'items' in node)) return node;
     const items = (node as { items: unknown[] }).items;
     if (isMap(node)) {
       const pair = items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
-      if (!pair || !isPair(pair)) return node;
+      if (!pair || !isPair(pair)) return holder ?? node;
       if (key === path.at(-1)) return pair;
+      holder = pair;
       node = pair.value;
     } else {
       node = typeof key === 'number' ? items[key] : node;
@@ -46,7 +49,20 @@ function describe(issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
     case 'invalid_type':
-      return `expected ${issue.expected}${'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : ''}`;
+      return 'input' in issue && issue.input !== undefined ? `expected ${issue.expected}, got ${JSON.stringify(issue.input)}` : `missing: expected ${issue.expected}`;
+    case 'invalid_union': {
+      // A union of types (durations, sizes: a number or a string) where no branch matched the type at all:
+      // zod only says "Invalid input", so name what each branch expected and what was written.
+      const expected = issue.errors.flatMap((branch) => (branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0 ? [branch[0].expected] : []));
+      if (expected.length === 0 || expected.length !== issue.errors.length) return issue.message;
+      const input = 'input' in issue ? issue.input : undefined;
+      return input === undefined ? `missing: expected ${expected.join(' or ')}` : `expected ${expected.join(' or ')}, got ${JSON.stringify(input)}`;
+    }
+    case 'invalid_key': {
+      // A record key that fails its own schema (e.g. actions.byRule): the key's schema says what is expected.
+      const why = issue.issues.map((i) => i.message).join('; ');
+      return `invalid key${'input' in issue && issue.input !== undefined ? ` ${JSON.stringify(issue.input)}` : ''}${why ? `: ${why}` : ''}`;
+    }
     default:
       return issue.message;
   }

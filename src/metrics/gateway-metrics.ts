@@ -198,7 +198,7 @@ export class GatewayMetrics {
     this.configLastReloadOk.set(1);
     this.configLastReloadTime = new Gauge({ name: `${p}config_last_reload_success_timestamp_seconds`, help: 'When the configuration was last loaded successfully (Unix time).', registers });
     this.configLastReloadTime.set(this.now() / 1000);
-    this.redisFallbacks = new Counter({ name: `${p}redis_fallbacks_total`, help: 'Rate-limit operations answered from the in-memory store because Redis failed.', registers });
+    this.redisFallbacks = new Counter({ name: `${p}redis_fallbacks_total`, help: 'Times the Redis rate-limit store became unreachable; until it is back, rate-limit decisions use the fallback (local counters or tempfail).', registers });
 
     // Known label values start at 0, so rate() and increase() see the first event and dashboards show 0, not "no data".
     for (const verdict of MESSAGE_VERDICTS) this.messages.inc({ verdict }, 0);

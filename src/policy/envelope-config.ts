@@ -5,13 +5,23 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { duration } from '../config/units.js';
 
+// ipaddr.isValid also takes inet_aton shorthand (`192.168.1`, `10.1/8`): a typo would silently mean another
+// network. IPv4 must be written as four decimal parts.
+function isAddress(v: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(v) || ipaddr.IPv6.isValid(v);
+}
+
+function isNetwork(v: string): boolean {
+  return ipaddr.IPv4.isValidCIDRFourPartDecimal(v) || ipaddr.IPv6.isValidCIDR(v) || isAddress(v);
+}
+
 const network = z.string().superRefine((v, ctx) => {
-  if (ipaddr.isValidCIDR(v) || ipaddr.isValid(v)) return;
+  if (isNetwork(v)) return;
   ctx.addIssue({ code: 'custom', message: `'${v}' is not an IPv4 or IPv6 address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)` });
 });
 
 const ipAddress = z.string().superRefine((v, ctx) => {
-  if (!ipaddr.isValid(v)) ctx.addIssue({ code: 'custom', message: `'${v}' is not an IPv4 or IPv6 address` });
+  if (!isAddress(v)) ctx.addIssue({ code: 'custom', message: `'${v}' is not an IPv4 or IPv6 address (IPv4 is written as four decimal parts)` });
 });
 
 const DOMAIN_ENTRY = /^\.?(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;

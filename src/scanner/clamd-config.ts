@@ -32,7 +32,9 @@ export const clamavSchema = z
     chunkSize: byteSize.default(64 * 1024),
   })
   .strict()
+  // Only once both sizes are valid: otherwise a bad maxScanBytes would also be reported against chunkSize.
   .refine((c) => c.chunkSize > 0 && c.chunkSize <= c.maxScanBytes, {
+    when: (payload) => payload.issues.length === 0,
     message: 'chunkSize must be more than 0 and at most maxScanBytes',
     path: ['chunkSize'],
   });

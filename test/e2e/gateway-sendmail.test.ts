@@ -1,0 +1,188 @@
+// Issue #6, Sendmail interoperability: the product (`serve` as a child process) behind a real Sendmail 8.17
+// (Debian's, unpacked privately; test/harness/sendmail-instance.ts) with a real clamd — the same product checks
+// as through Postfix: the scanned header on clean mail, a relay attempt refused per recipient (554 5.7.1) while
+// the other recipient goes on, a banned attachment and a virus refused at end of DATA (554, naming them), and
+// mail tempfailed (451) while clamd is down. Nothing refused is delivered.
+//
+// Sendmail lets loopback clients relay, so the gateway alone decides: its relay.trustedNetworks leave 127.0.0.1
+// out and let ::1 in (Sendmail sends ::1 in its full form, IPv6:0:0:0:0:0:0:0:1, which must match ::1/128).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClamdInstance, EICAR, SIGNATURES } from '../harness/clamd-instance.js';
+import { GatewayProcess } from '../harness/gateway-process.js';
+import { SendmailInstance } from '../harness/sendmail-instance.js';
+import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
+
+const DOMAIN = 'example.test';
+const TEST_TIMEOUT_MS = 30_000;
+
+let clamd: ClamdInstance | undefined;
+let gateway: GatewayProcess | undefined;
+let sendmail: SendmailInstance | undefined;
+
+before(async () => {
+  clamd = await ClamdInstance.start();
+  gateway = await GatewayProcess.start({
+    config: `milter:
+  listen: inet:127.0.0.1:0
+  progressInterval: 1s
+relay:
+  # 127.0.0.1 is not trusted here (Sendmail itself would let it relay); ::1 is.
+  trustedNetworks: [192.0.2.0/24, "::1/128"]
+  localDomains: [${DOMAIN}]
+clamav:
+  endpoints: [${clamd.unixEndpoint}]
+  maxScanBytes: 900K
+  connectTimeout: 1s
+  reprobeInterval: 200ms
+metrics:
+  port: 0
+`,
+  });
+  sendmail = new SendmailInstance({ milter: gateway.milterAddress, domain: DOMAIN });
+  await sendmail.start();
+});
+
+after(async () => {
+  await sendmail?.stop();
+  await gateway?.stop();
+  await clamd?.destroy();
+});
+
+function sm(): SendmailInstance {
+  assert.ok(sendmail, 'Sendmail is running');
+  return sendmail;
+}
+
+function message(subject: string, to = `alice@${DOMAIN}`, attachment?: { name: string; content: Buffer }): string {
+  const head = ['From: sender@example.org', `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${subject.replace(/\W/g, '')}@example.org>`];
+  if (!attachment) return [...head, '', 'Hello.', ''].join('\r\n');
+  return [
+    ...head,
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain',
+    '',
+    'see attached',
+    '--b1',
+    `Content-Type: application/octet-stream; name="${attachment.name}"`,
+    `Content-Disposition: attachment; filename="${attachment.name}"`,
+    'Content-Transfer-Encoding: base64',
+    '',
+    attachment.content.toString('base64'),
+    '--b1--',
+    '',
+  ].join('\r\n');
+}
+
+async function send(to: readonly string[], text: string, host = '127.0.0.1'): Promise<TransactionResult> {
+  const smtp = await SmtpClient.connect({ host, port: sm().smtpPort, timeoutMs: 25_000 });
+  try {
+    assert.equal((await smtp.ehlo('client.example.org')).code, 250);
+    const r = await smtp.sendMessage('sender@example.org', to, text);
+    await smtp.quit();
+    return r;
+  } finally {
+    smtp.destroy();
+  }
+}
+
+async function logsOnFailure<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const err = e as Error;
+    err.message += `\n${await sm().logs()}\n--- gateway log (tail) ---\n${(gateway?.logs ?? []).slice(-15).map((l) => JSON.stringify(l)).join('\n')}`;
+    throw err;
+  }
+}
+
+test('clean mail is delivered through Sendmail with the scanned header added by the milter', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const r = await send([`alice@${DOMAIN}`], message('sendmail clean'));
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+    const [delivered] = await sm().waitForMessages('alice', 1);
+    assert.match(delivered ?? '', /^Subject: sendmail clean$/m);
+    assert.match(delivered ?? '', /^X-Virus-Scanned: postfix-milter-ts with ClamAV$/m);
+    const line = await gateway?.waitForLog((l) => l.msg === 'message' && l['verdict'] === 'accepted');
+    assert.equal(line?.['client'], '127.0.0.1');
+  }),
+);
+
+test('a relay attempt from an untrusted client is refused for that recipient (554 5.7.1); the local recipient still gets the mail', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const relayedBefore = (await sm().readRelayed()).length;
+    const r = await send([`victim@elsewhere.example`, `bob@${DOMAIN}`], message('sendmail relay attempt', `victim@elsewhere.example, bob@${DOMAIN}`));
+    const [foreign, ours] = r.rcpts;
+    assert.equal(foreign?.code, 554, foreign?.raw);
+    assert.match(foreign?.raw ?? '', /^554 5\.7\.1 .*Relay access denied/);
+    assert.equal(ours?.code, 250, ours?.raw);
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+    const [delivered] = await sm().waitForMessages('bob', 1);
+    assert.match(delivered ?? '', /^Subject: sendmail relay attempt$/m);
+    await sleep(500);
+    assert.equal((await sm().readRelayed()).length, relayedBefore, 'nothing went out to the foreign domain');
+  }),
+);
+
+test('a trusted client (::1, which Sendmail sends as IPv6:0:0:0:0:0:0:0:1) may relay', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const r = await send(['someone@remote.example.net'], message('sendmail trusted relay', 'someone@remote.example.net'), '::1');
+    assert.equal(r.rcpts[0]?.code, 250, r.rcpts[0]?.raw);
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const relayed = (await sm().readRelayed()).find((m) => m.recipients.includes('someone@remote.example.net'));
+      if (relayed) {
+        assert.match(relayed.message, /^X-Virus-Scanned: postfix-milter-ts with ClamAV\r?$/m);
+        // The gateway saw the IPv6 loopback (logged in the form Sendmail sent it) and trusted it.
+        const line = gateway?.messageLines().find((l) => l['queueId'] !== undefined && l['verdict'] === 'accepted' && /^(::1|0:0:0:0:0:0:0:1)$/.test(String(l['client'])));
+        assert.ok(line, 'a message line for the ::1 client');
+        break;
+      }
+      assert.ok(Date.now() < deadline, 'the relayed message reached the sink');
+      await sleep(50);
+    }
+  }),
+);
+
+test('a banned attachment is refused at end of DATA naming the file; nothing is delivered', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const before = (await sm().readMessages('carol')).length;
+    const r = await send([`carol@${DOMAIN}`], message('sendmail banned', `carol@${DOMAIN}`, { name: 'invoice.pdf.exe', content: Buffer.from('not really a program\n') }));
+    assert.equal(r.final?.code, 554, JSON.stringify(r));
+    assert.match(r.final?.raw ?? '', /^554 5\.7\.0 Message refused: attachment "invoice\.pdf\.exe"/);
+    await sleep(500);
+    assert.equal((await sm().readMessages('carol')).length, before);
+  }),
+);
+
+test('a virus (EICAR) is refused at end of DATA naming the signature; nothing is delivered', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const before = (await sm().readMessages('dave')).length;
+    const r = await send([`dave@${DOMAIN}`], message('sendmail eicar', `dave@${DOMAIN}`, { name: 'readme.txt', content: EICAR }));
+    assert.equal(r.final?.code, 554, JSON.stringify(r));
+    assert.equal(r.final?.raw, `554 5.7.0 Message refused: virus ${SIGNATURES.eicar}`);
+    await sleep(500);
+    assert.equal((await sm().readMessages('dave')).length, before);
+    const line = await gateway?.waitForLog((l) => l.msg === 'message' && l['verdict'] === 'rejected' && JSON.stringify(l).includes(SIGNATURES.eicar));
+    assert.ok(line);
+  }),
+);
+
+test('with clamd stopped, mail is tempfailed (451 4.7.1), never accepted unscanned', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    assert.ok(clamd);
+    await clamd.stop();
+    const before = (await sm().readMessages('erin')).length;
+    const r = await send([`erin@${DOMAIN}`], message('sendmail clamd down', `erin@${DOMAIN}`));
+    assert.equal(r.final?.code, 451, JSON.stringify(r));
+    assert.match(r.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked for viruses and dangerous content, try again later$/);
+    await sleep(500);
+    assert.equal((await sm().readMessages('erin')).length, before);
+    assert.match(await sm().mailq(), /is empty/i, 'Sendmail did not queue it either');
+  }),
+);

@@ -1,0 +1,172 @@
+// Issue #3 end to end: two gateway processes (the CLI's `serve`), each behind its own real Postfix, count
+// rate limits in ONE real redis-server, so a client spreading its mail over both gateways meets one combined
+// limit (5 messages per minute for an untrusted client: 3 through A + 3 through B → exactly 5 accepted, the
+// 6th gets 451 4.7.1). Then Redis is stopped: with the default fallback (`local`) mail still flows, each
+// gateway now limiting alone, and each says so in its log and in pmt_redis_fallbacks_total on /metrics.
+// When Redis is back both report it and count in Redis again.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ClamdInstance } from '../harness/clamd-instance.js';
+import { GatewayProcess } from '../harness/gateway-process.js';
+import { PostfixInstance } from '../harness/postfix-instance.js';
+import { RedisInstance } from '../harness/redis-instance.js';
+import { SmtpClient, type SmtpReply } from '../harness/smtp-client.js';
+
+const LIMIT = 5;
+
+let clamd: ClamdInstance | undefined;
+const redis = new RedisInstance();
+const gateways: GatewayProcess[] = [];
+const postfixes: PostfixInstance[] = [];
+
+function config(clamdEndpoint: string, redisUrl: string): string {
+  return `
+milter:
+  listen: inet:127.0.0.1:0
+relay:
+  localDomains: [example.test]
+rateLimit:
+  store:
+    type: redis
+    url: ${redisUrl}
+  untrusted:
+    messages: { limit: ${LIMIT}, window: 1m }
+clamav:
+  endpoints: [${clamdEndpoint}]
+metrics:
+  port: 0
+`;
+}
+
+before(async () => {
+  clamd = await ClamdInstance.start();
+  await redis.start();
+  for (let i = 0; i < 2; i++) gateways.push(await GatewayProcess.start({ config: config(clamd.unixEndpoint, redis.url) }));
+  for (const g of gateways) {
+    const postfix = new PostfixInstance({
+      milter: g.milterAddress,
+      mailboxes: ['alice'],
+      mainCf: { smtpd_relay_restrictions: 'check_client_access static:OK, reject_unauth_destination', default_transport: 'discard', relay_transport: 'discard' },
+    });
+    postfixes.push(postfix);
+    await postfix.start();
+  }
+});
+
+after(async () => {
+  for (const p of postfixes) await p.stop();
+  for (const g of gateways) await g.stop();
+  await redis.dispose();
+  await clamd?.destroy();
+});
+
+function gateway(i: number): GatewayProcess {
+  const g = gateways[i];
+  assert.ok(g, `gateway ${i} is running`);
+  return g;
+}
+
+function postfix(i: number): PostfixInstance {
+  const p = postfixes[i];
+  assert.ok(p, `Postfix ${i} is running`);
+  return p;
+}
+
+interface Attempt {
+  readonly via: 'A' | 'B';
+  readonly mail: SmtpReply;
+  readonly final: SmtpReply | undefined;
+}
+
+/** One whole message to alice@example.test through gateway `i`'s Postfix, as untrusted client `client` (XCLIENT). */
+async function send(i: number, client: string, subject: string): Promise<Attempt> {
+  const smtp = await SmtpClient.connect({ host: '127.0.0.1', port: postfix(i).smtpPort });
+  try {
+    await smtp.ehlo('client.example.org');
+    const x = await smtp.xclient({ ADDR: client, NAME: '[UNAVAILABLE]' });
+    assert.equal(x.code, 220, x.raw);
+    await smtp.ehlo('client.example.org');
+    const message = `From: sender@example.org\r\nTo: alice@example.test\r\nSubject: ${subject}\r\n\r\nHello.\r\n`;
+    const r = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message);
+    await smtp.quit();
+    return { via: i === 0 ? 'A' : 'B', mail: r.mail, final: r.final };
+  } finally {
+    smtp.destroy();
+  }
+}
+
+async function metric(i: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gateway(i).metricsPort}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  assert.ok(m?.[1] !== undefined, `${name} on gateway ${i}'s /metrics`);
+  return Number(m[1]);
+}
+
+function summary(attempts: readonly Attempt[]): string {
+  return attempts.map((a, n) => `${n + 1} via ${a.via}: MAIL ${a.mail.raw}${a.final ? ` / DATA ${a.final.raw}` : ''}`).join('\n');
+}
+
+test(`two gateways sharing Redis enforce one combined limit: 3 + 3 messages → exactly ${LIMIT} accepted, the 6th gets 451`, async (t) => {
+  const before = [(await postfix(0).readMessages('alice')).length, (await postfix(1).readMessages('alice')).length];
+  const attempts: Attempt[] = [];
+  for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.70', `shared ${n + 1}`));
+  t.diagnostic(summary(attempts));
+  for (const a of attempts.slice(0, LIMIT)) {
+    assert.equal(a.mail.code, 250, summary(attempts));
+    assert.equal(a.final?.code, 250, summary(attempts));
+  }
+  const sixth = attempts[LIMIT];
+  assert.equal(sixth?.via, 'B');
+  assert.equal(sixth?.mail.code, 451, summary(attempts));
+  assert.match(sixth?.mail.raw ?? '', /^451 4\.7\.1 Too many messages from your address: at most 5 per 1 min; try again later/);
+  await gateway(1).waitForLog((l) => l.msg.startsWith('refused at mail') && l['rule'] === 'rate-messages' && l['client'] === '192.0.2.70', 5000);
+  // Gateway A, which accepted only 3 itself, refuses too: the count is shared.
+  const seventh = await send(0, '192.0.2.70', 'shared 7');
+  assert.equal(seventh.mail.code, 451, seventh.mail.raw);
+  // What was accepted was delivered: 3 through A, 2 through B.
+  await postfix(0).waitForMessages('alice', (before[0] ?? 0) + 3);
+  await postfix(1).waitForMessages('alice', (before[1] ?? 0) + 2);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await postfix(0).readMessages('alice')).length, (before[0] ?? 0) + 3);
+  assert.equal((await postfix(1).readMessages('alice')).length, (before[1] ?? 0) + 2);
+  for (const i of [0, 1]) assert.equal(await metric(i, 'pmt_redis_fallbacks_total'), 0, 'Redis answered every decision');
+});
+
+test('Redis stopped: mail still flows through both gateways on local counters, which each gateway logs and counts', async (t) => {
+  const from = gateways.map((g) => g.logs.length);
+  await redis.stop();
+  const warnings = await Promise.all(
+    [0, 1].map((i) => gateway(i).waitForLog((l) => l.msg.startsWith('Redis rate-limit store unreachable'), 10_000, from[i])),
+  );
+  for (const w of warnings) {
+    assert.equal(w['fallback'], 'local');
+    assert.equal(w.level, 40, 'logged as a warning');
+  }
+
+  // A new client: accepted through both gateways while Redis is down.
+  for (const i of [0, 1]) {
+    const a = await send(i, '192.0.2.71', `during the outage ${i}`);
+    assert.equal(a.mail.code, 250, a.mail.raw);
+    assert.equal(a.final?.code, 250, a.final?.raw);
+  }
+  // Each gateway still limits on its own: 4 more through A make 5 there, the 6th is refused.
+  const attempts: Attempt[] = [];
+  for (let n = 0; n < LIMIT; n++) attempts.push(await send(0, '192.0.2.71', `outage A ${n}`));
+  t.diagnostic(summary(attempts));
+  assert.deepEqual(attempts.map((a) => a.mail.code), [250, 250, 250, 250, 451], summary(attempts));
+  for (const i of [0, 1]) {
+    const fallbacks = await metric(i, 'pmt_redis_fallbacks_total');
+    t.diagnostic(`gateway ${i === 0 ? 'A' : 'B'}: pmt_redis_fallbacks_total ${fallbacks}`);
+    assert.ok(fallbacks >= 1, `gateway ${i}: pmt_redis_fallbacks_total ${fallbacks}`);
+  }
+});
+
+test('Redis back: both gateways report it and share counts again', async () => {
+  const from = gateways.map((g) => g.logs.length);
+  await redis.start();
+  await Promise.all([0, 1].map((i) => gateway(i).waitForLog((l) => l.msg === 'Redis rate-limit store reachable again', 15_000, from[i])));
+  // Shared again: a fresh client gets 5 in all over both gateways (the restarted Redis is empty).
+  const attempts: Attempt[] = [];
+  for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.72', `after recovery ${n + 1}`));
+  assert.deepEqual(attempts.map((a) => a.mail.code), [250, 250, 250, 250, 250, 451], summary(attempts));
+});
