@@ -102,8 +102,17 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
-function stripIpv6Prefix(address: string): string {
-  return address.length > 5 && address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+/**
+ * The client's IPv6 address in one spelling whatever the MTA wrote: Sendmail prefixes `IPv6:` and writes
+ * every group (`IPv6:0:0:0:0:0:0:0:1`), Postfix writes `::1`. The WHATWG URL parser canonicalises (RFC 5952).
+ */
+function canonicalIpv6(address: string): string {
+  const bare = address.length > 5 && address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+  try {
+    return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  } catch {
+    return bare;
+  }
 }
 
 /**
@@ -312,7 +321,7 @@ export class MilterSession<S> implements SessionContext<S> {
     const info: ConnectInfo =
       cmd.family === 'U'
         ? { hostname: cmd.hostname, family: cmd.family, address: '', port: 0 }
-        : { hostname: cmd.hostname, family: cmd.family, address: stripIpv6Prefix(cmd.address), port: cmd.port };
+        : { hostname: cmd.hostname, family: cmd.family, address: cmd.family === '6' ? canonicalIpv6(cmd.address) : cmd.address, port: cmd.port };
     this.connection = info;
     this.mta = this.detectMta();
     this.phase = 'session';

@@ -247,6 +247,15 @@ test("Sendmail's IPv6: prefix is removed from the CONNECT address", async () => 
   assert.equal(h.session.connection?.family, '6');
 });
 
+test("IPv6 addresses come out in one spelling: Sendmail's full form is compressed", async () => {
+  const h = new Harness(recordingFilter([]));
+  await h.feed(POSTFIX_OFFER, { type: 'connect', hostname: '[IPv6:0:0:0:0:0:0:0:1]', family: '6', port: 25, address: 'IPv6:0:0:0:0:0:0:0:1' });
+  assert.equal(h.session.connection?.address, '::1');
+  const g = new Harness(recordingFilter([]));
+  await g.feed(POSTFIX_OFFER, { type: 'connect', hostname: 'x', family: '6', port: 25, address: '2001:DB8:0:0:1:0:0:1' });
+  assert.equal(g.session.connection?.address, '2001:db8::1:0:0:1');
+});
+
 for (const [what, packets] of [
   ['a command before OPTNEG', [CV.V18_helo]],
   ['a second OPTNEG', [CV.V1_optneg, CV.V1_optneg]],
