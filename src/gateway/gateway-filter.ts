@@ -176,11 +176,13 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       m.stream ??= openStream(m);
       const stream = m.stream;
       const { inspector, scan } = stream;
+      const eomStartedAt = performance.now();
       const [inspection, scanResult] = await Promise.all([
         inspector ? inspector.finish() : Promise.resolve(undefined),
         scan && !stream.oversize ? scan.finish() : Promise.resolve(undefined),
       ]);
-      const scanSeconds = (performance.now() - m.scanStartedAt) / 1000;
+      const verdictAt = performance.now();
+      const scanSeconds = (verdictAt - m.scanStartedAt) / 1000;
       const checks = contentChecks(inspection, scanResult, stream.oversize, scanner !== undefined);
       const verdict = decideContentVerdict(checks, config.actions);
 
@@ -208,6 +210,8 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
           verdict: verdict.label,
           reasons: verdict.reasons,
           scanMs: Math.round(scanSeconds * 1000),
+          // What the MTA waited at end of data for the attachment and virus verdicts (the rest streamed earlier).
+          eomMs: Math.round(verdictAt - eomStartedAt),
           totalMs: Math.round(totalSeconds * 1000),
         },
         'message',

@@ -1,0 +1,265 @@
+// Issue #4 end to end: the product (`serve` as a child process) behind a real private Postfix, with a real
+// clamd and with a fake clamd that misbehaves. Viruses are refused at end of DATA naming the signature and
+// nothing is delivered; any scanner trouble (down, stalled past the deadline, garbage, ERROR) tempfails and
+// nothing is delivered; a stalled scan keeps Postfix waiting with progress packets (no milter timeout in its
+// log); a message over the scan limit gets 552 5.3.4.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClamdInstance, EICAR, SIGNATURES, WORM_MARKER, fakeWormExe } from '../harness/clamd-instance.js';
+import { FakeClamd } from '../harness/fake-clamd.js';
+import { GatewayProcess } from '../harness/gateway-process.js';
+import { PostfixInstance } from '../harness/postfix-instance.js';
+import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
+import { makeZip } from '../unit/content/zip-writer.js';
+
+const MAX_SCAN = 900 * 1024;
+
+function gatewayConfig(endpoint: string, extra = ''): string {
+  return `
+milter:
+  listen: inet:127.0.0.1:0
+  progressInterval: 500ms
+relay:
+  localDomains: [example.test]
+clamav:
+  endpoints: [${endpoint}]
+  maxScanBytes: ${MAX_SCAN}
+  reprobeInterval: 200ms
+  connectTimeout: 1s
+${extra}
+metrics:
+  enabled: false
+`;
+}
+
+function plain(subject: string, body = 'Hello, nothing to see here.\r\n'): string {
+  return `From: sender@example.org\r\nTo: alice@example.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.org>\r\n\r\n${body}`;
+}
+
+function withAttachment(subject: string, name: string, type: string, content: Buffer): string {
+  return [
+    'From: sender@example.org',
+    'To: alice@example.test',
+    `Subject: ${subject}`,
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain',
+    '',
+    'see attached',
+    '--b1',
+    `Content-Type: ${type}; name="${name}"`,
+    `Content-Disposition: attachment; filename="${name}"`,
+    'Content-Transfer-Encoding: base64',
+    '',
+    content.toString('base64').replace(/.{76}/g, '$&\r\n'),
+    '--b1--',
+    '',
+  ].join('\r\n');
+}
+
+async function send(postfix: PostfixInstance, message: string): Promise<{ result: TransactionResult; ms: number }> {
+  const smtp = await SmtpClient.connect({ host: '127.0.0.1', port: postfix.smtpPort, timeoutMs: 20_000 });
+  try {
+    await smtp.ehlo('client.example.org');
+    const t0 = performance.now();
+    const result = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message);
+    const ms = performance.now() - t0;
+    await smtp.quit();
+    return { result, ms };
+  } finally {
+    smtp.destroy();
+  }
+}
+
+function subjects(messages: readonly string[]): string[] {
+  return messages.map((m) => /^Subject: (.*)$/m.exec(m)?.[1]?.trim() ?? '?').sort();
+}
+
+/** Neither delivered nor queued: refused messages leave no trace in Postfix. */
+async function assertNothingDelivered(postfix: PostfixInstance, subject: string): Promise<void> {
+  await sleep(250);
+  assert.ok(!subjects(await postfix.readMessages('alice')).includes(subject), `${subject} was delivered`);
+  assert.match(await postfix.postqueue(), /Mail queue is empty/);
+}
+
+describe('real clamd behind real Postfix', () => {
+  let clamd: ClamdInstance;
+  let gateway: GatewayProcess;
+  let postfix: PostfixInstance;
+  const accepted: string[] = [];
+
+  before(async () => {
+    clamd = await ClamdInstance.start();
+    gateway = await GatewayProcess.start({ config: gatewayConfig(clamd.unixEndpoint) });
+    postfix = new PostfixInstance({ milter: gateway.milterAddress, mailboxes: ['alice'] });
+    await postfix.start();
+  });
+
+  after(async () => {
+    await postfix?.stop();
+    await gateway?.stop();
+    await clamd?.destroy();
+  });
+
+  test('a clean message with an attachment is delivered with X-Virus-Scanned', async () => {
+    const subject = 'clean with a pdf';
+    const { result } = await send(postfix, withAttachment(subject, 'report.pdf', 'application/pdf', Buffer.from('%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n')));
+    assert.equal(result.final?.code, 250, JSON.stringify(result));
+    accepted.push(subject);
+    const delivered = (await postfix.waitForMessages('alice', 1)).find((m) => m.includes(`Subject: ${subject}`));
+    assert.ok(delivered);
+    assert.match(delivered, /^X-Virus-Scanned: postfix-milter-ts with ClamAV\r?$/m);
+    const line = await gateway.waitForLog((l) => l.msg === 'message' && l['verdict'] === 'accepted');
+    assert.deepEqual(line['reasons'], []);
+  });
+
+  test('EICAR in a text attachment: 554 5.7.0 naming it at end of DATA, nothing delivered', async () => {
+    const subject = 'eicar as text';
+    const { result } = await send(postfix, withAttachment(subject, 'notes.txt', 'text/plain', EICAR));
+    assert.equal(result.data?.code, 354, 'refused at end of DATA, not before');
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', new RegExp(`^554 5\\.7\\.0 Message refused: virus ${SIGNATURES.eicar.replace(/\./g, '\\.')}$`));
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('EICAR inside a zip (a harmless member name): refused by clamd, nothing delivered', async () => {
+    const subject = 'eicar in a zip';
+    const zip = makeZip([
+      { name: 'readme.txt', data: 'nothing here\n' },
+      { name: 'docs/test-file.txt', data: EICAR },
+    ]);
+    const from = gateway.logs.length;
+    const { result } = await send(postfix, withAttachment(subject, 'documents.zip', 'application/zip', zip));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: virus Eicar-Test-Signature\.UNOFFICIAL$/);
+    // clamd alone found it: the attachment rules have nothing against this zip.
+    const line = await gateway.waitForLog((l) => l.msg === 'message', 5000, from);
+    assert.deepEqual(line['reasons'], [`virus: ${SIGNATURES.eicar}`]);
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('the worm signature in an executable attachment: 554 naming the worm, nothing delivered', async () => {
+    const subject = 'worm exe';
+    const { result } = await send(postfix, withAttachment(subject, 'update.exe', 'application/octet-stream', fakeWormExe()));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    // The attachment rules find the .exe as well; the virus is named first.
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: virus Win\.Worm\.TestMydoom\.UNOFFICIAL and \d+ more$/);
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('the worm marker in a plain text body (no attachment rule applies): refused by clamd alone', async () => {
+    const subject = 'worm in text';
+    const { result } = await send(postfix, plain(subject, `quoted sample:\r\n${WORM_MARKER.toString('latin1')}\r\n`));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: virus Win\.Worm\.TestMydoom\.UNOFFICIAL$/);
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('a message over clamav.maxScanBytes: 552 5.3.4, nothing delivered', async () => {
+    const subject = 'too big to scan';
+    const body = `${'x'.repeat(998)}\r\n`.repeat(Math.ceil((MAX_SCAN + 100_000) / 1000));
+    const { result } = await send(postfix, plain(subject, body));
+    assert.equal(result.final?.code, 552, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^552 5\.3\.4 /);
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('clamd stopped: 451 4.7.1, nothing delivered; after a restart clean mail passes again', async () => {
+    await clamd.stop();
+    const subject = 'while clamd is down';
+    const { result } = await send(postfix, plain(subject));
+    assert.equal(result.final?.code, 451, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked/);
+    await assertNothingDelivered(postfix, subject);
+    const line = await gateway.waitForLog((l) => l.msg === 'message' && l['verdict'] === 'tempfailed');
+    assert.match(JSON.stringify(line['reasons']), /virus check failed \(unreachable\)/);
+
+    await clamd.restart();
+    const again = 'after clamd restart';
+    const r2 = await send(postfix, plain(again));
+    assert.equal(r2.result.final?.code, 250, JSON.stringify(r2.result));
+    accepted.push(again);
+  });
+
+  test('exactly the accepted messages were delivered and the queue is empty', async () => {
+    const delivered = await postfix.waitForMessages('alice', accepted.length);
+    await sleep(200);
+    assert.deepEqual(subjects(await postfix.readMessages('alice')), [...accepted].sort());
+    assert.equal(delivered.length, accepted.length);
+    assert.match(await postfix.postqueue(), /Mail queue is empty/);
+  });
+});
+
+describe('a misbehaving clamd behind real Postfix (milter_content_timeout 2s, scan deadline 3s)', () => {
+  let fake: FakeClamd;
+  let gateway: GatewayProcess;
+  let postfix: PostfixInstance;
+  const DEADLINE_MS = 3000;
+
+  before(async () => {
+    fake = await FakeClamd.start({ unix: true });
+    gateway = await GatewayProcess.start({ config: gatewayConfig(fake.endpoint, `  scanDeadline: ${DEADLINE_MS}ms`) });
+    postfix = new PostfixInstance({
+      milter: gateway.milterAddress,
+      mailboxes: ['alice'],
+      milterTimeouts: { connect: '2s', command: '2s', content: '2s' },
+    });
+    await postfix.start();
+  });
+
+  after(async () => {
+    await postfix?.stop();
+    await gateway?.stop();
+    await fake?.stop();
+  });
+
+  test('the fake answers a plain scan: clean mail is delivered (the setup works)', async () => {
+    fake.scanBehavior = { kind: 'detect' };
+    const { result } = await send(postfix, plain('fake clean'));
+    assert.equal(result.final?.code, 250, JSON.stringify(result));
+    await postfix.waitForMessages('alice', 1);
+  });
+
+  test('a stalled clamd: 451 4.7.1 after the scan deadline, progress keeps Postfix waiting (no milter timeout)', async () => {
+    fake.scanBehavior = { kind: 'stall' };
+    const scansBefore = fake.scans.length;
+    const subject = 'stalled scan';
+    const { result, ms } = await send(postfix, plain(subject));
+    assert.equal(result.final?.code, 451, JSON.stringify(result));
+    // Our reply, not Postfix's milter_default_action ("451 4.7.1 Service unavailable - try again later").
+    assert.match(result.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked/);
+    assert.ok(ms >= DEADLINE_MS - 100, `answered after ${Math.round(ms)} ms, before the ${DEADLINE_MS} ms deadline`);
+    assert.ok(ms < DEADLINE_MS + 3000, `answered after ${Math.round(ms)} ms`);
+    assert.equal(fake.scans.length, scansBefore + 1);
+    assert.equal(fake.scans.at(-1)?.ended, true, 'the whole message reached clamd');
+    const log = await postfix.maillog();
+    assert.doesNotMatch(log, /milter.*(timed out|timeout)|(timed out|timeout).*milter/i, log);
+    const line = await gateway.waitForLog((l) => l.msg === 'message' && JSON.stringify(l['reasons']).includes('timeout'));
+    assert.equal(line['verdict'], 'tempfailed');
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('garbage instead of a scan result: 451 4.7.1, nothing delivered', async () => {
+    fake.scanBehavior = { kind: 'reply', reply: '\x01\x02 OK?? what FOUND' };
+    const subject = 'garbage reply';
+    const { result } = await send(postfix, plain(subject));
+    assert.equal(result.final?.code, 451, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked/);
+    await gateway.waitForLog((l) => l.msg === 'message' && JSON.stringify(l['reasons']).includes('(protocol)'));
+    await assertNothingDelivered(postfix, subject);
+  });
+
+  test('`stream: ... ERROR`: 451 4.7.1 (a failure, not a virus), nothing delivered', async () => {
+    fake.scanBehavior = { kind: 'reply', reply: "stream: Can't allocate memory ERROR" };
+    const subject = 'clamd error';
+    const { result } = await send(postfix, plain(subject));
+    assert.equal(result.final?.code, 451, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked/);
+    await gateway.waitForLog((l) => l.msg === 'message' && /virus check failed \(error\)/.test(JSON.stringify(l['reasons'])));
+    await assertNothingDelivered(postfix, subject);
+    assert.deepEqual(subjects(await postfix.readMessages('alice')), ['fake clean']);
+  });
+});
