@@ -90,6 +90,10 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   return {
     macros: MACROS,
     headerLeadingSpace: true,
+    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA and every
+    // header without waiting (a round trip each). A failure there is held and given at the next answered
+    // command (a body chunk or end of message), so it still tempfails the message.
+    noReply: ['helo', 'data', 'header', 'eoh'],
 
     createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, message: undefined }),
 
