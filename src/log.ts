@@ -10,7 +10,11 @@ const FACILITY_MAIL = 2;
 
 export function createLogger(config: Pick<LogConfig, 'level'> & Partial<LogConfig>): Logger {
   const base = { level: config.level, base: { service: 'postfix-milter-ts' } };
-  if (config.destination !== 'syslog' || !config.syslog) return pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime });
+  if (config.destination !== 'syslog' || !config.syslog) {
+    // Asynchronous: a slow reader of stdout (journald under load, a full pipe) must not stall the milter;
+    // the buffer is bounded (lines beyond it are dropped, not queued without end) and flushed on exit.
+    return pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: 16 * 1024 * 1024 }));
+  }
   // pino-syslog reads the epoch-milliseconds `time` pino writes by default, and pid and hostname.
   const { host, port, protocol, tag } = config.syslog;
   const transport = pino.transport({

@@ -31,11 +31,23 @@ interface Generation {
   retired: boolean;
 }
 
+// Under a flood every refused connection would be a log line; say it once per interval with a count.
+const OVERLOAD_LOG_INTERVAL_MS = 10_000;
+
 function loggingObserver(log: Logger): ServerObserver {
+  let refused = { tempfailed: 0, dropped: 0 };
+  let lastLogged = 0;
   return {
     protocolError: (session, err) => log.warn({ session, kind: err.kind }, `closing milter connection: ${err.message}`),
     hookError: (session, stage, err) => log.error({ session, stage, err }, 'filter failed; the stage was tempfailed'),
-    overloaded: (reason) => log.warn({ reason }, 'connection tempfailed: the milter is at milter.maxSessions'),
+    overloaded: (reason, outcome) => {
+      refused[outcome]++;
+      const now = Date.now();
+      if (now - lastLogged < OVERLOAD_LOG_INTERVAL_MS) return;
+      log.warn({ reason, ...refused }, 'connections refused: the milter is at milter.maxSessions (tempfailed at CONNECT, or dropped beyond the overflow allowance)');
+      lastLogged = now;
+      refused = { tempfailed: 0, dropped: 0 };
+    },
   };
 }
 

@@ -9,9 +9,12 @@ import { MilterSession, type SessionObserver } from './session.js';
 
 export interface ServerObserver extends SessionObserver {
   /** A connection arrived while the server was full; it is refused (tempfail at CONNECT, or dropped). */
-  overloaded?(reason: 'max-sessions'): void;
-  /** A session opened; `active` counts it. */
-  opened?(sessionId: string, active: number, remote: string): void;
+  overloaded?(reason: 'max-sessions', outcome: 'tempfailed' | 'dropped'): void;
+  /**
+   * A session opened. `active` counts the sessions doing work; an `overflow` session only answers tempfail at
+   * CONNECT and is not counted in it.
+   */
+  opened?(sessionId: string, active: number, remote: string, overflow: boolean): void;
 }
 
 export interface MilterServerOptions {
@@ -156,8 +159,9 @@ export class MilterServer<S> {
     }
     let filter: MilterFilter<unknown> = this.filter as MilterFilter<unknown>;
     if (this.active >= this.options.maxSessions) {
-      observer.overloaded?.('max-sessions');
-      if (this.connections.size >= this.options.maxSessions + OVERFLOW_ALLOWANCE) {
+      const drop = this.connections.size >= this.options.maxSessions + OVERFLOW_ALLOWANCE;
+      observer.overloaded?.('max-sessions', drop ? 'dropped' : 'tempfailed');
+      if (drop) {
         socket.destroy();
         return;
       }
@@ -189,7 +193,7 @@ export class MilterServer<S> {
     });
     const conn: Connection = { socket, session };
     this.connections.add(conn);
-    observer.opened?.(id, this.active, `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`);
+    observer.opened?.(id, this.active, `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`, !counts);
 
     socket.setTimeout(this.options.idleTimeoutMs);
     socket.on('timeout', () => {

@@ -8,27 +8,20 @@ import type { GatewayMetrics } from './gateway-metrics.js';
  * server needs only one observer.
  */
 export function metricsObserver(metrics: GatewayMetrics, next: ServerObserver = {}): ServerObserver {
-  // The server reports `overloaded` and then, unless it drops the socket outright, opens a session that only
-  // answers tempfail. Such sessions are not in flight work and are not in the server's active count.
-  let nextIsOverload = false;
+  // Overflow sessions (they only answer tempfail at CONNECT) are not work in flight: not counted.
   const counted = new Set<string>();
   return {
     ...next,
-    overloaded(reason) {
-      nextIsOverload = true;
+    overloaded(reason, outcome) {
       metrics.overload(reason);
-      next.overloaded?.(reason);
+      next.overloaded?.(reason, outcome);
     },
-    opened(sessionId, active, remote) {
+    opened(sessionId, active, remote, overflow) {
       metrics.connectionAccepted();
-      if (nextIsOverload) {
-        nextIsOverload = false;
-      } else {
-        counted.add(sessionId);
-      }
+      if (!overflow) counted.add(sessionId);
       // The server's count is the truth; taking it on every open also heals any drift.
       metrics.sessionOpened(active);
-      next.opened?.(sessionId, active, remote);
+      next.opened?.(sessionId, active, remote, overflow);
     },
     closed(sessionId) {
       if (counted.delete(sessionId)) metrics.sessionClosed();

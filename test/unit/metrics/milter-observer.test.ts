@@ -20,11 +20,11 @@ test('sessions, connections, overload sessions, protocol and hook errors reach t
     protocolError: (id, e) => heard.push(`error ${id} ${e.kind}`),
     hookError: (id, stage) => heard.push(`hook ${id} ${stage}`),
   });
-  o.opened?.('s1', 1, '127.0.0.1:1');
+  o.opened?.('s1', 1, '127.0.0.1:1', false);
   assert.equal(await value(m, 'pmt_sessions_active'), 1);
   // Server full: overloaded, then a session that only tempfails; it is not in flight work.
-  o.overloaded?.('max-sessions');
-  o.opened?.('s2', 1, '127.0.0.1:2');
+  o.overloaded?.('max-sessions', 'tempfailed');
+  o.opened?.('s2', 1, '127.0.0.1:2', true);
   assert.equal(await value(m, 'pmt_sessions_active'), 1);
   assert.equal(await value(m, 'pmt_overload_tempfails_total', { reason: 'max-sessions' }), 1);
   o.closed?.('s2');
@@ -37,4 +37,17 @@ test('sessions, connections, overload sessions, protocol and hook errors reach t
   assert.equal(await value(m, 'pmt_protocol_errors_total', { kind: 'frame-too-large' }), 1);
   assert.equal(await value(m, 'pmt_protocol_errors_total', { kind: 'handler-error' }), 1);
   assert.deepEqual(heard, ['opened s1', 'overloaded max-sessions', 'opened s2', 'closed s2', 'error s1 frame-too-large', 'hook s1 eom', 'closed s1']);
+});
+
+test('a connection dropped when even the overflow allowance is used up does not unbalance the session count', async () => {
+  const m = new GatewayMetrics({ version: '0', maxSessions: 1, defaultMetrics: false });
+  const o = metricsObserver(m);
+  o.opened?.('s1', 1, 'a', false);
+  o.overloaded?.('max-sessions', 'dropped'); // no session follows
+  o.closed?.('s1');
+  o.opened?.('s3', 1, 'b', false);
+  assert.equal(await value(m, 'pmt_sessions_active'), 1);
+  o.closed?.('s3');
+  assert.equal(await value(m, 'pmt_sessions_active'), 0);
+  assert.equal(await value(m, 'pmt_overload_tempfails_total', { reason: 'max-sessions' }), 1);
 });
