@@ -320,12 +320,12 @@ interface CliResult {
   readonly stderr: string;
 }
 
-function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 20_000): Promise<CliResult> {
+function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 20_000, asUser?: { uid: number; gid: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     // Per-host variables of the caller must not leak into what is being tested.
     const base = { ...process.env };
     for (const k of ['MILTER_LISTEN', 'CLAMD_ENDPOINTS', 'METRICS_LISTEN']) delete base[k];
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(asUser ?? {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -434,10 +434,12 @@ describe('command line', () => {
     assert.match(directory.stderr, /cannot read the config file \(.*EISDIR/);
   });
 
-  test('serve with an unreadable (mode 000) config exits 78: permission denied', { skip: process.getuid?.() === 0 ? 'running as root: mode 000 does not stop root from reading' : false }, async () => {
+  test('serve with an unreadable (mode 000) config exits 78: permission denied', async () => {
     const locked = await file('locked.yaml', 'log:\n  level: info\n');
     await chmod(locked, 0o000);
-    const r = await cli(['serve', '--config', locked]);
+    // Root reads any file: as root, run the command as `nobody`, as a service user would be.
+    await chmod(dir, 0o755);
+    const r = await cli(['serve', '--config', locked], {}, 20_000, process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined);
     assert.equal(r.code, 78, r.stderr);
     assert.match(r.stderr, /cannot read the config file \(permission denied\)/);
   });
