@@ -11,6 +11,7 @@ import { FakeClamd } from '../harness/fake-clamd.js';
 import { GatewayProcess } from '../harness/gateway-process.js';
 import { PostfixInstance } from '../harness/postfix-instance.js';
 import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 import { makeZip } from '../unit/content/zip-writer.js';
 
 const MAX_SCAN = 900 * 1024;
@@ -38,26 +39,7 @@ function plain(subject: string, body = 'Hello, nothing to see here.\r\n'): strin
 }
 
 function withAttachment(subject: string, name: string, type: string, content: Buffer): string {
-  return [
-    'From: sender@example.org',
-    'To: alice@example.test',
-    `Subject: ${subject}`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    'see attached',
-    '--b1',
-    `Content-Type: ${type}; name="${name}"`,
-    `Content-Disposition: attachment; filename="${name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    content.toString('base64').replace(/.{76}/g, '$&\r\n'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return buildMessage({ subject, attachment: { name, type, content } });
 }
 
 async function send(postfix: PostfixInstance, message: string): Promise<{ result: TransactionResult; ms: number }> {

@@ -20,6 +20,7 @@ import { GatewayProcess, type LogLine } from '../harness/gateway-process.js';
 import { PostfixInstance } from '../harness/postfix-instance.js';
 import { dashboardExpressions, metricNamesIn, PrometheusInstance, ruleExpressions } from '../harness/prometheus-instance.js';
 import { SmtpClient, type SmtpReply } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 
 const EXAMPLES = new URL('../../../postfix-examples/', import.meta.url);
 const ALERTS_FILE = fileURLToPath(new URL('prometheus/alerts.yml', EXAMPLES));
@@ -49,26 +50,7 @@ function plain(from: string, subject: string): string {
 }
 
 function withAttachment(from: string, subject: string, name: string, type: string, content: Buffer): string {
-  return [
-    `From: ${from}`,
-    `To: ${ALICE}`,
-    `Subject: ${subject}`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    'see attached',
-    '--b1',
-    `Content-Type: ${type}; name="${name}"`,
-    `Content-Disposition: attachment; filename="${name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    (content.toString('base64').match(/.{1,76}/g) ?? []).join('\r\n'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return buildMessage({ from, to: ALICE, subject, attachment: { name, type, content } });
 }
 
 function runCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {

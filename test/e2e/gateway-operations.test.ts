@@ -19,6 +19,7 @@ import { FakeClamd } from '../harness/fake-clamd.js';
 import { GatewayProcess } from '../harness/gateway-process.js';
 import { PostfixInstance, run } from '../harness/postfix-instance.js';
 import { SmtpClient, type SmtpReply, type TransactionResult } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 
 const README = new URL('../../../README.md', import.meta.url);
 /** The milter address the README's snippet uses (the embedded default). */
@@ -65,26 +66,9 @@ after(async () => {
 });
 
 function message(id: string, attachment?: string): string {
-  const head = ['From: sender@example.org', 'To: alice@example.test', `Subject: op ${id}`, `Message-ID: <${id}@example.org>`];
-  if (attachment === undefined) return [...head, '', `Hello from ${id}.`, ''].join('\r\n');
-  return [
-    ...head,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    `see attached (${id})`,
-    '--b1',
-    `Content-Type: application/octet-stream; name="${attachment}"`,
-    `Content-Disposition: attachment; filename="${attachment}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    Buffer.from(`quarterly figures for ${id}\n`).toString('base64'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  const common = { subject: `op ${id}`, messageId: `${id}@example.org` };
+  if (attachment === undefined) return buildMessage({ ...common, text: `Hello from ${id}.` });
+  return buildMessage({ ...common, text: `see attached (${id})`, attachment: { name: attachment, content: Buffer.from(`quarterly figures for ${id}\n`) } });
 }
 
 /** One SMTP session, one message; never throws (a failure is returned as `error`). */

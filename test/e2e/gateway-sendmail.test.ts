@@ -13,6 +13,7 @@ import { ClamdInstance, EICAR, SIGNATURES } from '../harness/clamd-instance.js';
 import { GatewayProcess } from '../harness/gateway-process.js';
 import { SendmailInstance } from '../harness/sendmail-instance.js';
 import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 
 const DOMAIN = 'example.test';
 const TEST_TIMEOUT_MS = 30_000;
@@ -56,26 +57,7 @@ function sm(): SendmailInstance {
 }
 
 function message(subject: string, to = `alice@${DOMAIN}`, attachment?: { name: string; content: Buffer }): string {
-  const head = ['From: sender@example.org', `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${subject.replace(/\W/g, '')}@example.org>`];
-  if (!attachment) return [...head, '', 'Hello.', ''].join('\r\n');
-  return [
-    ...head,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    'see attached',
-    '--b1',
-    `Content-Type: application/octet-stream; name="${attachment.name}"`,
-    `Content-Disposition: attachment; filename="${attachment.name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    attachment.content.toString('base64'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return buildMessage({ subject, to, messageId: `${subject.replace(/\W/g, '')}@example.org`, ...(attachment ? { attachment } : {}) });
 }
 
 async function send(to: readonly string[], text: string, host = '127.0.0.1'): Promise<TransactionResult> {

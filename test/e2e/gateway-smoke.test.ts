@@ -7,6 +7,7 @@ import { ClamdInstance, EICAR } from '../harness/clamd-instance.js';
 import { GatewayProcess } from '../harness/gateway-process.js';
 import { PostfixInstance } from '../harness/postfix-instance.js';
 import { SmtpClient } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 
 let clamd: ClamdInstance;
 let gateway: GatewayProcess;
@@ -42,26 +43,7 @@ function message(subject: string, extra = ''): string {
 }
 
 function withAttachment(subject: string, name: string, content: Buffer): string {
-  return [
-    'From: sender@example.org',
-    'To: alice@example.test',
-    `Subject: ${subject}`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    'see attached',
-    '--b1',
-    `Content-Type: text/plain; name="${name}"`,
-    `Content-Disposition: attachment; filename="${name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    content.toString('base64'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return buildMessage({ subject, attachment: { name, type: 'text/plain', content } });
 }
 
 test('clean mail is delivered with the scanned header, and logged once', async () => {

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { ClamdInstance, EICAR, fakeWormExe } from '../harness/clamd-instance.js';
 import { PostfixInstance, run } from '../harness/postfix-instance.js';
 import { SmtpClient } from '../harness/smtp-client.js';
+import { buildMessage } from '../harness/mail-builder.js';
 import { makeZip } from '../unit/content/zip-writer.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -68,26 +69,7 @@ function sweep(args: readonly string[], interruptAfterMs?: number): Promise<Swee
 const ids = (stdout: string): string[] => stdout.split('\n').filter((l) => l !== '').sort();
 
 function mime(subject: string, name: string, type: string, content: Buffer): string {
-  return [
-    'From: sender@example.org',
-    'To: someone@remote.example',
-    `Subject: ${subject}`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain',
-    '',
-    'see attached',
-    '--b1',
-    `Content-Type: ${type}; name="${name}"`,
-    `Content-Disposition: attachment; filename="${name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    content.toString('base64').replace(/.{76}/g, '$&\r\n'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  return buildMessage({ to: 'someone@remote.example', subject, attachment: { name, type, content } });
 }
 
 function plain(subject: string, body: string): string {
