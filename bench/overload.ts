@@ -318,4 +318,6 @@ try {
   clearInterval(rssTimer);
   clearInterval(lagTimer);
   await stopAll();
+  // Clients cut off by the overload can leave sockets half-open for minutes; the figures are written, so end.
+  process.exit(process.exitCode ?? 0);
 }
