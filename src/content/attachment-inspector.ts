@@ -15,8 +15,9 @@ import { type ArchiveContext, inspectZip } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
-import { type RealType, detectType } from './magic.js';
+import { MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
 import { InspectingMailParser } from './mail-parser-with-raw-headers.js';
+import { PlainBodyWatch, plainTextBody } from './plain-text-shortcut.js';
 import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
 import { type DecodedSink, UuencodeScanner } from './uuencode.js';
@@ -213,10 +214,20 @@ function drain(att: AttachmentStream): Promise<void> {
   return consume(att, () => undefined);
 }
 
+// The header block is held until the blank line to decide between the shortcut and the full walk.
+const MAX_HEADER_BLOCK = 256 * 1024;
+// The shortcut keeps the message so far, to hand it to the full walk if the body asks for it.
+const MAX_SHORTCUT_BYTES = 1024 * 1024;
+
 export class AttachmentInspector {
   private readonly shared: Shared;
-  private readonly root: MessageWalker | undefined;
+  private root: MessageWalker | undefined;
   private finished = false;
+  /** Bytes held until the walk or the shortcut is chosen, and while the shortcut runs. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private mode: 'headers' | 'shortcut' | 'walk';
+  private shortcut: { readonly contentType: string; readonly body: PlainBodyWatch; readonly magic: ContentCollector } | undefined;
 
   constructor(config: AttachmentsConfig) {
     this.shared = {
@@ -235,37 +246,115 @@ export class AttachmentInspector {
       leafParts: 0,
       aborted: false,
     };
-    this.root = config.enabled ? new MessageWalker(this.shared, '', 1) : undefined;
+    this.mode = config.enabled ? 'headers' : 'walk';
+  }
+
+  /** True when the message was inspected without the MIME walk (one unnamed text body). */
+  get usedShortcut(): boolean {
+    return this.mode === 'shortcut';
   }
 
   /** Raw message bytes, in order. */
   push(chunk: Buffer): void {
-    if (this.finished || this.shared.aborted) return;
-    this.root?.write(chunk);
+    if (this.finished || this.shared.aborted || !this.shared.config.enabled) return;
+    if (this.mode === 'walk') {
+      this.walker().write(chunk);
+      return;
+    }
+    this.hold(chunk);
+    if (this.mode === 'headers') {
+      const all = Buffer.concat(this.held);
+      this.held = [all];
+      const end = headerEnd(all);
+      if (end === undefined) {
+        if (this.heldBytes > MAX_HEADER_BLOCK) this.startWalk();
+        return;
+      }
+      const plain = plainTextBody(all.toString('latin1', 0, end.block));
+      if (!plain) {
+        this.startWalk();
+        return;
+      }
+      this.mode = 'shortcut';
+      this.shortcut = { contentType: plain.contentType, body: new PlainBodyWatch(), magic: new ContentCollector(MAGIC_HEAD_BYTES) };
+      this.watchBody(all.subarray(end.body));
+    } else {
+      this.watchBody(chunk);
+    }
+  }
+
+  private watchBody(bytes: Buffer): void {
+    const sc = this.shortcut as NonNullable<AttachmentInspector['shortcut']>;
+    sc.body.write(bytes);
+    sc.magic.write(bytes);
+    if (sc.body.needsFullWalk || this.heldBytes > MAX_SHORTCUT_BYTES) this.startWalk();
+  }
+
+  private hold(chunk: Buffer): void {
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+  }
+
+  /** Hands everything held so far to the MIME walk, which takes the rest of the message directly. */
+  private startWalk(): void {
+    const walker = this.walker();
+    this.mode = 'walk';
+    this.shortcut?.magic.release();
+    this.shortcut = undefined;
+    for (const c of this.held) walker.write(c);
+    this.held = [];
+    this.heldBytes = 0;
+  }
+
+  private walker(): MessageWalker {
+    this.root ??= new MessageWalker(this.shared, '', 1);
+    return this.root;
   }
 
   /** Ends the message and resolves once every part has been inspected. */
   async finish(): Promise<InspectionResult> {
     if (this.finished) throw new Error('AttachmentInspector.finish() called twice');
     this.finished = true;
-    if (!this.root) return { findings: [], parts: [] };
+    if (!this.shared.config.enabled) return { findings: [], parts: [] };
     if (this.shared.aborted) return { findings: [], parts: [], error: 'inspection aborted' };
+    // A message that ended inside its header block has no body to walk, but the walk still judges it.
+    if (this.mode === 'headers') this.startWalk();
+    if (this.mode === 'shortcut') {
+      const sc = this.shortcut as NonNullable<AttachmentInspector['shortcut']>;
+      const detectedType = detectType(sc.magic.head(), sc.magic.tail());
+      sc.magic.release();
+      this.held = [];
+      return { findings: [], parts: [{ path: 'part 1', contentType: sc.contentType, names: [], size: sc.body.size, detectedType }] };
+    }
+    const root = this.walker();
     try {
-      await this.root.end();
+      await root.end();
       if (this.shared.aborted) return { findings: [], parts: [], error: 'inspection aborted' };
       return { findings: this.shared.findings, parts: this.shared.parts };
     } catch (err) {
       return { findings: this.shared.findings, parts: this.shared.parts, error: `attachment inspection failed: ${err instanceof Error ? err.message : String(err)}` };
     } finally {
-      this.root.destroy();
+      root.destroy();
     }
   }
 
   /** Stops inspection and releases buffers (message aborted by the MTA). */
   abort(): void {
     this.shared.aborted = true;
+    this.held = [];
+    this.shortcut?.magic.release();
     this.root?.destroy();
   }
+}
+
+/** Where the header block ends: the blank line (CRLF CRLF, or LF LF from a sloppy client). */
+function headerEnd(buf: Buffer): { block: number; body: number } | undefined {
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return { block: crlf, body: crlf + 4 };
+  if (lf >= 0) return { block: lf, body: lf + 2 };
+  if (buf.length > 0 && (buf[0] === 0x0d || buf[0] === 0x0a)) return { block: 0, body: buf[0] === 0x0d ? 2 : 1 };
+  return undefined;
 }
 
 /** One-shot inspection of a whole message (the offline `scan` command). */
