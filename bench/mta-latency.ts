@@ -2,13 +2,11 @@
 // a UNIX socket. Postfix writes each macro packet and its command as two small writes; with Nagle on its side
 // the command waits for our delayed ACK unless we acknowledge at once. Prints a table and writes JSON.
 //   node dist-test/bench/mta-latency.js [messages]
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { MilterServer, type MilterFilter } from '@postfix-milter-ts/protocol';
-import { loadQuickAck } from 'postfix-milter-ts/tcp-quickack.js';
 import { PostfixInstance } from '../test/harness/postfix-instance.js';
 import { SmtpClient } from '../test/harness/smtp-client.js';
+import { measureSocketModes } from './socket-modes.js';
 
 const MESSAGES = Number(process.argv[2] ?? 40);
 
@@ -61,30 +59,7 @@ async function measure(mode: string, listen: string, afterTcpRead?: (s: import('
   }
 }
 
-const quick = loadQuickAck();
-if (!quick.setter) throw new Error(`TCP_QUICKACK unavailable here: ${quick.reason ?? ''}`);
-const setter = quick.setter;
-const dir = await mkdtemp(join(tmpdir(), 'pmt-latency-'));
-await chmod(dir, 0o755); // Postfix's smtpd runs as `postfix` and must reach the socket
-const rows: Row[] = [];
-try {
-  // Twice, in alternating order, keeping the better of the two: the machine is small and shared.
-  for (const round of [0, 1]) {
-    const modes: Array<[string, () => Promise<Row>]> = [
-      ['TCP, TCP_NODELAY only', () => measure('TCP, TCP_NODELAY only', 'inet:127.0.0.1:0')],
-      ['TCP, TCP_NODELAY + TCP_QUICKACK', () => measure('TCP, TCP_NODELAY + TCP_QUICKACK', 'inet:127.0.0.1:0', (s) => void setter(s))],
-      ['UNIX socket', () => measure('UNIX socket', `unix:${join(dir, 'milter.sock')}`)],
-    ];
-    for (const [name, run] of round === 0 ? modes : [...modes].reverse()) {
-      const r = await run();
-      const i = rows.findIndex((x) => x.mode === name);
-      if (i < 0) rows.push(r);
-      else if (r.meanMs < rows[i]!.meanMs) rows[i] = r;
-    }
-  }
-} finally {
-  await rm(dir, { recursive: true, force: true });
-}
+const rows: Row[] = (await measureSocketModes(measure, (a, b) => a.meanMs < b.meanMs)).map(([, r]) => r);
 
 console.log(`\nOne SMTP session (EHLO, MAIL, RCPT, DATA with 5 headers and a small body, QUIT) through Postfix and our milter, ${MESSAGES} sessions each:`);
 console.log('mode                                 mean ms   p50 ms   p95 ms');

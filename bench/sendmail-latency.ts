@@ -6,14 +6,12 @@
 // Per command: the time from our sending an SMTP command to Sendmail's reply, for the commands that make
 // Sendmail talk to the milter (connect+greeting, EHLO, MAIL, RCPT, DATA end), median over the sessions.
 //   node dist-test/bench/sendmail-latency.js [sessions]
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { MilterServer, Verdict, type MilterFilter } from '@postfix-milter-ts/protocol';
-import { loadQuickAck } from 'postfix-milter-ts/tcp-quickack.js';
 import { SendmailInstance } from '../test/harness/sendmail-instance.js';
 import { SmtpClient } from '../test/harness/smtp-client.js';
+import { measureSocketModes } from './socket-modes.js';
 
 const SESSIONS = Number(process.argv[2] ?? 30);
 const WARM_UP = 3;
@@ -100,30 +98,7 @@ async function measure(mode: string, listen: string, afterTcpRead?: (s: Socket) 
   };
 }
 
-const quick = loadQuickAck();
-if (!quick.setter) throw new Error(`TCP_QUICKACK unavailable here: ${quick.reason ?? ''}`);
-const setter = quick.setter;
-const dir = await mkdtemp(join(tmpdir(), 'pmt-sm-latency-'));
-await chmod(dir, 0o755);
-const rows: Row[] = [];
-try {
-  // Twice, in alternating order, keeping the better of the two: the machine is small and shared.
-  for (const round of [0, 1]) {
-    const modes: Array<[string, () => Promise<Row>]> = [
-      ['TCP, TCP_NODELAY only', () => measure('TCP, TCP_NODELAY only', 'inet:127.0.0.1:0')],
-      ['TCP, TCP_NODELAY + TCP_QUICKACK', () => measure('TCP, TCP_NODELAY + TCP_QUICKACK', 'inet:127.0.0.1:0', (s) => void setter(s))],
-      ['UNIX socket', () => measure('UNIX socket', `unix:${join(dir, 'milter.sock')}`)],
-    ];
-    for (const [name, run] of round === 0 ? modes : [...modes].reverse()) {
-      const r = await run();
-      const i = rows.findIndex((x) => x.mode === name);
-      if (i < 0) rows.push(r);
-      else if (r.sessionMeanMs < (rows[i] as Row).sessionMeanMs) rows[i] = r;
-    }
-  }
-} finally {
-  await rm(dir, { recursive: true, force: true });
-}
+const rows: Row[] = (await measureSocketModes(measure, (a, b) => a.sessionMeanMs < b.sessionMeanMs)).map(([, r]) => r);
 
 const fmt = (n: number, w: number): string => n.toFixed(1).padStart(w);
 console.log(`\nOne SMTP session through Sendmail 8.17 and our milter (EHLO, MAIL, RCPT, DATA with 3 headers and a small body, QUIT), ${SESSIONS} sessions per mode:`);
