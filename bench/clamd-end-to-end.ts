@@ -21,6 +21,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdInstance } from '../test/harness/clamd-instance.js';
+import { freeLoopbackPort } from '../test/harness/free-port.js';
 import { GatewayProcess } from '../test/harness/gateway-process.js';
 import { PostfixInstance } from '../test/harness/postfix-instance.js';
 import { SmtpClient, dotStuff } from '../test/harness/smtp-client.js';
@@ -253,16 +254,8 @@ async function bigRun(mode: Mode, port: number, pid: number): Promise<MemoryRun>
 
 // ---- clamav-milter -----------------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function startClamavMilter(dir: string, clamdSocket: string): Promise<{ child: ChildProcess; address: string }> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const conf = [
     `MilterSocket inet:${port}@127.0.0.1`,
     'Foreground yes',

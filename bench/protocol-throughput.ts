@@ -21,7 +21,6 @@
 // continue/accept final); anything else counts as a mismatch and makes the exit code 1.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -29,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import type { CommandReply, MilterClient as MilterClientType } from '@postfix-milter-ts/protocol/testing';
 import { MilterClient, POSTFIX_OFFER } from '@postfix-milter-ts/protocol/testing';
 import type { MacroPair, MilterCommand } from '@postfix-milter-ts/protocol';
+import { freeLoopbackPort } from '../test/harness/free-port.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
@@ -129,17 +129,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function startChild(name: MilterName, cmd: string, args: string[]): Promise<Milter> {
   const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
@@ -204,7 +193,7 @@ function buildCMilter(): string {
 }
 
 async function startMilter(name: MilterName, cBinary: string, nodeFlags: string[] = []): Promise<Milter> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   if (name === 'ts') {
     const script = path.join(ROOT, 'dist-test', 'bench', 'ts-reference-milter.js');
     return startChild(name, process.execPath, [...nodeFlags, script, `inet:127.0.0.1:${port}`]);

@@ -17,7 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdInstance } from '../harness/clamd-instance.js';
 import { FakeClamd } from '../harness/fake-clamd.js';
 import { GatewayProcess } from '../harness/gateway-process.js';
-import { PostfixInstance, run } from '../harness/postfix-instance.js';
+import { PostfixInstance } from '../harness/postfix-instance.js';
+import { run } from '../harness/run-command.js';
 import { SmtpClient, type SmtpReply, type TransactionResult } from '../harness/smtp-client.js';
 import { buildMessage } from '../harness/mail-builder.js';
 

@@ -3,73 +3,19 @@
 // replies and the delivered Maildir files.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import {
-  MilterServer,
-  Verdict,
-  type CommandType,
-  type ConnectInfo,
-  type MilterFilter,
-  type ResponseType,
-} from '@postfix-milter-ts/protocol';
+import { MilterServer, Verdict, type CommandType } from '@postfix-milter-ts/protocol';
+import { bodyOf, headerValues, parseHeaders } from '../harness/delivered-message.js';
+import { rawMessage as message } from '../harness/mail-builder.js';
+import { assertMultiMessageRecords, assertMultiMessagesDelivered, sendMultiMessageSession } from '../harness/multi-message-session.js';
 import { PostfixInstance } from '../harness/postfix-instance.js';
-import { SmtpClient, type SmtpReply } from '../harness/smtp-client.js';
+import { RecordingFilter, subjectOf, type SessionRecord } from '../harness/recording-filter.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+import { assertReply, queuedId } from '../harness/smtp-replies.js';
+import { waitFor } from '../harness/wait-for.js';
 
 const DOMAIN = 'example.test';
 // Bounds a hung test; every wait inside also has its own shorter limit.
 const TEST_TIMEOUT_MS = 30_000;
-
-// ---------------------------------------------------------------------------------------------------------
-// What the filter saw, per milter connection.
-
-interface MessageRecord {
-  sender: string;
-  senderArgs: readonly string[];
-  recipients: string[];
-  data: boolean;
-  headers: Array<readonly [string, string]>;
-  eoh: boolean;
-  body: Buffer;
-  /** How the filter ended the message; `aborted` when the MTA aborted it before EOM. */
-  outcome: 'accepted' | 'modified' | 'tempfailed' | 'rejected' | 'aborted' | undefined;
-  /** The `i` macro at EOM (Postfix's queue ID). */
-  queueId: string | undefined;
-}
-
-interface SessionRecord {
-  readonly id: string;
-  /** Postfix's end of the milter connection. */
-  readonly remote: string;
-  connect: ConnectInfo | undefined;
-  helo: string | undefined;
-  messages: MessageRecord[];
-  /** Every command but macro packets, in arrival order (from the server observer). */
-  commands: CommandType[];
-  replies: Array<readonly [CommandType, ResponseType]>;
-  closed: boolean;
-}
-
-const sessions = new Map<string, SessionRecord>();
-const protocolErrors: string[] = [];
-const hookErrors: string[] = [];
-
-function record(id: string): SessionRecord {
-  let r = sessions.get(id);
-  if (!r) {
-    r = { id, remote: '', connect: undefined, helo: undefined, messages: [], commands: [], replies: [], closed: false };
-    sessions.set(id, r);
-  }
-  return r;
-}
-
-function currentMessage(id: string): MessageRecord {
-  const m = record(id).messages.at(-1);
-  assert.ok(m, `session ${id}: a message event before MAIL`);
-  return m;
-}
-
-function subjectOf(m: MessageRecord): string | undefined {
-  return m.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1];
-}
 
 // Postfix 3.7 here: milter_command_timeout 2s (below), the slow hook takes longer, progress every 500 ms.
 const COMMAND_TIMEOUT_S = 2;
@@ -82,88 +28,38 @@ const BIG_REPLACEMENT = Buffer.from(Array.from({ length: 2500 }, (_, i) => `repl
 
 const REPLACED_BODY = 'This body was replaced by the milter.\r\nSecond line.\r\n';
 
-const filter: MilterFilter = {
-  connect(s, info) {
-    record(s.id).connect = info;
-  },
-  helo(s, name) {
-    record(s.id).helo = name;
-  },
-  envfrom(s, sender, args) {
-    record(s.id).messages.push({
-      sender,
-      senderArgs: args,
-      recipients: [],
-      data: false,
-      headers: [],
-      eoh: false,
-      body: Buffer.alloc(0),
-      outcome: undefined,
-      queueId: undefined,
-    });
-  },
-  envrcpt(s, recipient) {
-    currentMessage(s.id).recipients.push(recipient);
-    const local = recipient.replace(/^<|>$/g, '').split('@')[0];
-    if (local === 'blocked') return Verdict.reject({ code: 550, xcode: '5.7.1', text: 'Recipient blocked by the test milter' });
+// ---------------------------------------------------------------------------------------------------------
+// What the filter saw, per milter connection; its answers beyond the shared ones (see recording-filter.ts).
+
+const recorder = new RecordingFilter({
+  dataAndEoh: true,
+  recipientVerdict(local) {
     if (local === 'percent') return Verdict.reject({ code: 550, xcode: '5.7.1', text: 'We are 100% sure (50%% off)' });
     if (local === 'multiline') return Verdict.reject({ code: 550, xcode: '5.7.1', text: ['first line', 'second line'] });
     // Slower than milter_command_timeout: only the session's progress packets keep Postfix waiting.
     if (local === 'slow') return new Promise<Verdict>((resolve) => setTimeout(() => resolve(Verdict.continue), SLOW_HOOK_MS));
-    return Verdict.continue;
+    return undefined;
   },
-  data(s) {
-    currentMessage(s.id).data = true;
-  },
-  header(s, name, value) {
-    currentMessage(s.id).headers.push([name, value]);
-  },
-  eoh(s) {
-    currentMessage(s.id).eoh = true;
-  },
-  body(s, chunk) {
-    const m = currentMessage(s.id);
-    m.body = Buffer.concat([m.body, chunk]);
-  },
-  eom(s, mod) {
-    const m = currentMessage(s.id);
-    m.queueId = s.macro('i');
+  modify(m, mod) {
     const subject = subjectOf(m);
-    if (subject === 'tempfail me') {
-      m.outcome = 'tempfailed';
-      return Verdict.tempfail({ code: 451, xcode: '4.7.1', text: 'Test milter: try again later' });
-    }
-    if (subject === 'reject me') {
-      m.outcome = 'rejected';
-      return Verdict.reject({ code: 554, xcode: '5.7.1', text: 'Test milter: message refused' });
-    }
-    // Tells the test which milter connection and which message of it handled a delivered mail.
-    mod.addHeader('X-Test-Session', `${s.id} msg=${s.messageCount}`);
+    let modified = false;
     if (subject === 'modify me') {
       mod.addHeader('X-Test-Added', 'added at eom');
       mod.changeHeader('Subject', 1, 'modified by milter');
       mod.insertHeader(0, 'X-Test-Top', 'inserted at index 0');
       mod.replaceBody(Buffer.from(REPLACED_BODY, 'latin1'));
-      m.outcome = 'modified';
+      modified = true;
     } else if (subject === 'big') {
       mod.replaceBody(BIG_REPLACEMENT);
-      m.outcome = 'modified';
-    } else {
-      m.outcome = 'accepted';
+      modified = true;
     }
     // Header bytes are latin1 strings in the API: echoing one back must reproduce the original bytes.
     const echo = m.headers.find(([n]) => n === 'X-Echo-Me');
     if (echo) mod.addHeader('X-Echoed', echo[1]);
-    return Verdict.continue;
+    return modified;
   },
-  abort(s) {
-    const m = record(s.id).messages.at(-1);
-    if (m && m.outcome === undefined) m.outcome = 'aborted';
-  },
-  close(s) {
-    record(s.id).closed = true;
-  },
-};
+});
+const { sessions, protocolErrors, hookErrors } = recorder;
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixture: one milter server and one Postfix for the whole file.
@@ -172,26 +68,7 @@ let server: MilterServer<undefined> | undefined;
 let postfix: PostfixInstance | undefined;
 
 before(async () => {
-  server = new MilterServer(filter, {
-    progressIntervalMs: PROGRESS_INTERVAL_MS,
-    observer: {
-      opened: (id, _active, remote) => {
-        sessions.set(id, { ...record(id), remote });
-      },
-      command: (id, type) => {
-        if (type !== 'macro') record(id).commands.push(type);
-      },
-      reply: (id, stage, type) => {
-        record(id).replies.push([stage, type]);
-      },
-      protocolError: (id, e) => {
-        protocolErrors.push(`${id}: ${e.message}`);
-      },
-      hookError: (id, stage, e) => {
-        hookErrors.push(`${id} ${stage}: ${e instanceof Error ? e.message : String(e)}`);
-      },
-    },
-  });
+  server = new MilterServer(recorder.filter, { progressIntervalMs: PROGRESS_INTERVAL_MS, observer: recorder.observer });
   const milter = await server.listen('inet:127.0.0.1:0');
   postfix = new PostfixInstance({
     milter,
@@ -219,69 +96,10 @@ function pf(): PostfixInstance {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers.
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The milter session Postfix opened for an SMTP client, found by the client's address and source port. */
-function sessionForClient(address: string, port: number): SessionRecord | undefined {
-  return [...sessions.values()].reverse().find((s) => s.connect?.address === address && s.connect.port === port);
-}
-
 async function connect(host: string): Promise<SmtpClient> {
   const c = await SmtpClient.connect({ host, port: pf().smtpPort, timeoutMs: 15_000 });
   assert.equal(c.greeting?.code, 220, `greeting: ${c.greeting?.raw}`);
   return c;
-}
-
-function assertReply(reply: SmtpReply | undefined, code: number, what: string): void {
-  assert.ok(reply, `${what}: no reply`);
-  assert.equal(reply.code, code, `${what}: ${reply.raw}`);
-}
-
-function queuedId(reply: SmtpReply | undefined): string {
-  const m = /queued as ([0-9A-F]+)/.exec(reply?.raw ?? '');
-  assert.ok(m?.[1], `no queue ID in ${reply?.raw}`);
-  return m[1];
-}
-
-function message(headers: Readonly<Record<string, string>>, body: string): string {
-  const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  return `${head}\r\n${body}`;
-}
-
-/** Header fields of a delivered (LF) message in order, folded lines joined with `\n`. */
-function parseHeaders(raw: string): Array<readonly [string, string]> {
-  const end = raw.indexOf('\n\n');
-  const block = end < 0 ? raw : raw.slice(0, end);
-  const fields: Array<[string, string]> = [];
-  for (const line of block.split('\n')) {
-    const last = fields.at(-1);
-    if (/^[ \t]/.test(line) && last) last[1] += `\n${line}`;
-    else {
-      const colon = line.indexOf(':');
-      fields.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '')]);
-    }
-  }
-  return fields;
-}
-
-function headerValues(raw: string, name: string): string[] {
-  return parseHeaders(raw)
-    .filter(([n]) => n.toLowerCase() === name.toLowerCase())
-    .map(([, v]) => v);
-}
-
-function bodyOf(raw: string): string {
-  const end = raw.indexOf('\n\n');
-  assert.ok(end >= 0, 'delivered message has no header/body separator');
-  return raw.slice(end + 2);
 }
 
 /** Commands of a session after each EOM: Postfix ends every SMTP transaction with ABORT. */
@@ -312,10 +130,7 @@ test('mail over SMTP reaches the milter with every stage and the right values', 
     c.destroy();
   }
 
-  const s = await waitFor('the milter session to close', () => {
-    const found = sessionForClient('127.0.0.1', c.localPort);
-    return found?.closed ? found : undefined;
-  });
+  const s = await recorder.closedSessionForClient(c.localPort, '127.0.0.1');
   assert.deepEqual(s.connect, { hostname: '[127.0.0.1]', family: '4', address: '127.0.0.1', port: c.localPort });
   assert.equal(s.helo, 'client.example.net');
   assert.equal(s.messages.length, 1);
@@ -366,7 +181,7 @@ test('a recipient rejected by the milter gets our reply; the others still get th
   } finally {
     c.destroy();
   }
-  const s = sessionForClient('127.0.0.1', c.localPort);
+  const s = recorder.sessionForClient(c.localPort, '127.0.0.1');
   assert.ok(s);
   // Postfix still sends the recipient after the rejected one, and the message goes on.
   assert.deepEqual(s.messages[0]?.recipients, ['<bob@example.test>', '<blocked@example.test>', '<carol@example.test>']);
@@ -393,7 +208,7 @@ test('a message tempfailed at end of message gets our 451 and is not delivered',
   } finally {
     c.destroy();
   }
-  assert.equal(sessionForClient('127.0.0.1', c.localPort)?.messages[0]?.outcome, 'tempfailed');
+  assert.equal(recorder.sessionForClient(c.localPort, '127.0.0.1')?.messages[0]?.outcome, 'tempfailed');
   assert.match(await pf().postqueue(), /Mail queue is empty/);
 
   // A later message to the same mailbox arrives; the tempfailed one never does.
@@ -423,7 +238,7 @@ test('end-of-message changes: addHeader, changeHeader, insertHeader and replaceB
   } finally {
     c.destroy();
   }
-  const s = sessionForClient('127.0.0.1', c.localPort);
+  const s = recorder.sessionForClient(c.localPort, '127.0.0.1');
   assert.equal(s?.messages[0]?.outcome, 'modified');
   assert.equal(s?.messages[0]?.body.toString('latin1'), 'original body\r\n', 'the filter saw the original body');
 
@@ -443,24 +258,9 @@ test('end-of-message changes: addHeader, changeHeader, insertHeader and replaceB
 
 test('several messages on one SMTP connection reuse one milter connection, each handled on its own', { timeout: TEST_TIMEOUT_MS }, async () => {
   const c = await connect('127.0.0.1');
-  const finals: Array<string | undefined> = [];
+  let finals: Array<string | undefined>;
   try {
-    assertReply(await c.ehlo('client.example.net'), 250, 'EHLO');
-    const send = async (subject: string): Promise<void> => {
-      const r = await c.sendMessage('a@example.test', ['multi@example.test'], message({ Subject: subject }, `${subject}\r\n`));
-      finals.push(r.final?.raw);
-    };
-    await send('multi 1');
-    await send('tempfail me');
-    await send('multi 3');
-    // A transaction whose only recipient the milter refuses: no DATA, the client resets.
-    const r4 = await c.sendMessage('a@example.test', ['blocked@example.test'], message({ Subject: 'multi 4' }, 'x\r\n'));
-    assert.equal(r4.rcpts[0]?.raw, '550 5.7.1 Recipient blocked by the test milter');
-    assert.equal(r4.data, undefined);
-    assertReply(await c.rset(), 250, 'RSET');
-    await send('reject me');
-    await send('multi 6');
-    assertReply(await c.quit(), 221, 'QUIT');
+    finals = await sendMultiMessageSession(c, (rcpt) => assert.equal(rcpt?.raw, '550 5.7.1 Recipient blocked by the test milter'));
   } finally {
     c.destroy();
   }
@@ -470,39 +270,15 @@ test('several messages on one SMTP connection reuse one milter connection, each 
   assert.equal(finals[3], '554 5.7.1 Test milter: message refused');
   assert.match(finals[4] ?? '', /^250 2\.0\.0 Ok: queued as /);
 
-  const s = await waitFor('the milter session to close', () => {
-    const found = sessionForClient('127.0.0.1', c.localPort);
-    return found?.closed ? found : undefined;
-  });
-  assert.equal(s.commands.filter((x) => x === 'optneg').length, 1, 'one milter connection for the whole SMTP session');
-  assert.equal(s.commands.filter((x) => x === 'connect').length, 1);
-  assert.deepEqual(
-    s.messages.map((m) => [subjectOf(m) ?? null, m.outcome]),
-    [
-      ['multi 1', 'accepted'],
-      ['tempfail me', 'tempfailed'],
-      ['multi 3', 'accepted'],
-      [null, 'aborted'],
-      ['reject me', 'rejected'],
-      ['multi 6', 'accepted'],
-    ],
-  );
+  const s = await recorder.closedSessionForClient(c.localPort, '127.0.0.1');
+  assertMultiMessageRecords(s);
   assert.deepEqual(commandsAfterEom(s), ['abort', 'abort', 'abort', 'abort', 'abort'], 'Postfix sends ABORT after every message');
-  // Every message starts clean: the tempfailed one's headers did not leak into the next.
-  assert.deepEqual(s.messages[2]?.headers.filter(([n]) => n === 'Subject'), [['Subject', 'multi 3']]);
 
   const delivered = await pf().waitForMessages('multi', 3);
   await new Promise((r) => setTimeout(r, 300));
-  const got = (await pf().readMessages('multi')).map((d) => [headerValues(d, 'Subject')[0], headerValues(d, 'X-Test-Session')[0]]);
+  const all = await pf().readMessages('multi');
   assert.equal(delivered.length, 3);
-  assert.deepEqual(
-    got.sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
-    [
-      ['multi 1', `${s.id} msg=1`],
-      ['multi 3', `${s.id} msg=3`],
-      ['multi 6', `${s.id} msg=6`],
-    ],
-  );
+  assertMultiMessagesDelivered(all, s.id);
 });
 
 test('XCLIENT: Postfix reconnects to the milter with the new client address and the mail is handled', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -521,7 +297,7 @@ test('XCLIENT: Postfix reconnects to the milter with the new client address and 
     c.destroy();
   }
   const first = await waitFor('the pre-XCLIENT milter session to close', () => {
-    const s = sessionForClient('127.0.0.1', c.localPort);
+    const s = recorder.sessionForClient(c.localPort, '127.0.0.1');
     return s?.closed ? s : undefined;
   });
   assert.equal(first.helo, 'proxy.example.net');
@@ -555,7 +331,7 @@ test('an IPv6 client: the milter sees family 6 and address ::1', { timeout: TEST
     c.destroy();
   }
   assert.equal(c.localAddress, '::1');
-  const s = sessionForClient('::1', c.localPort);
+  const s = recorder.sessionForClient(c.localPort, '::1');
   assert.ok(s, `a milter session for [::1]:${c.localPort}`);
   assert.deepEqual(s.connect, { hostname: '[::1]', family: '6', address: '::1', port: c.localPort });
   assert.equal(s.messages[0]?.outcome, 'accepted');
@@ -630,7 +406,7 @@ test('progress packets keep Postfix waiting for a hook slower than milter_comman
     c.destroy();
   }
   assert.ok(elapsed >= SLOW_HOOK_MS - 100 && elapsed > COMMAND_TIMEOUT_S * 1000, `RCPT took ${elapsed} ms`);
-  const s = sessionForClient('127.0.0.1', c.localPort);
+  const s = recorder.sessionForClient(c.localPort, '127.0.0.1');
   assert.ok(s);
   const rcptReplies = s.replies.filter(([stage]) => stage === 'rcpt').map(([, type]) => type);
   assert.ok(rcptReplies.filter((t) => t === 'progress').length >= 4, `replies at RCPT: ${rcptReplies.join(' ')}`);
@@ -650,7 +426,7 @@ test('a message over 64 KiB: body chunks arrive complete, a large replacement bo
   } finally {
     c.destroy();
   }
-  const s = sessionForClient('127.0.0.1', c.localPort);
+  const s = recorder.sessionForClient(c.localPort, '127.0.0.1');
   const m = s?.messages[0];
   assert.ok(s && m);
   assert.ok(Buffer.byteLength(BIG_BODY) > 3 * 65535);

@@ -9,7 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { GatewayMetrics, type MessageVerdict } from 'postfix-milter-ts/metrics/gateway-metrics.js';
 import { MetricsServer } from 'postfix-milter-ts/metrics/metrics-server.js';
 import { TopOffenders } from 'postfix-milter-ts/metrics/top-offenders.js';
-import { dashboardExpressions, freePort, PrometheusInstance, ruleExpressions } from '../harness/prometheus-instance.js';
+import { freeLoopbackPort } from '../harness/free-port.js';
+import { dashboardExpressions, PrometheusInstance, ruleExpressions } from '../harness/prometheus-instance.js';
 
 const EXAMPLES = new URL('../../../postfix-examples/', import.meta.url);
 const ALERTS_FILE = fileURLToPath(new URL('prometheus/alerts.yml', EXAMPLES));
@@ -50,7 +51,7 @@ describe('a real Prometheus scraping the metrics listener', () => {
     const port = (await server.listen(0)).port;
     live = `127.0.0.1:${port}`;
     // Nothing listens on the second target: its `up` is 0, which the milter-down alert must see.
-    const dead = `127.0.0.1:${await freePort()}`;
+    const dead = `127.0.0.1:${await freeLoopbackPort()}`;
 
     metrics.milterListening(true);
     for (let i = 0; i < 3; i++) metrics.sessionOpened();

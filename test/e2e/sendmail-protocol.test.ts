@@ -4,9 +4,16 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { MilterServer, Verdict, type CommandType, type ConnectInfo, type MilterFilter, type MtaKind, type ResponseType } from '@postfix-milter-ts/protocol';
+import { MilterServer, Verdict } from '@postfix-milter-ts/protocol';
+import { bodyOf, headerValues } from '../harness/delivered-message.js';
+import { freeLoopbackPort } from '../harness/free-port.js';
+import { rawMessage as message } from '../harness/mail-builder.js';
+import { assertMultiMessageRecords, assertMultiMessagesDelivered, sendMultiMessageSession } from '../harness/multi-message-session.js';
+import { RecordingFilter, subjectOf } from '../harness/recording-filter.js';
 import { SendmailInstance } from '../harness/sendmail-instance.js';
 import { SmtpClient, type SmtpReply } from '../harness/smtp-client.js';
+import { acceptedId, assertReply } from '../harness/smtp-replies.js';
+import { waitFor } from '../harness/wait-for.js';
 
 const DOMAIN = 'example.test';
 /** The INPUT_MAIL_FILTER name the harness gives our milter. */
@@ -18,124 +25,20 @@ const READ_TIMEOUT_S = 2;
 const SLOW_HOOK_MS = 3500;
 const PROGRESS_INTERVAL_MS = 500;
 
-type Macros = Readonly<Record<string, string>>;
-
-interface MessageRecord {
-  sender: string;
-  senderArgs: readonly string[];
-  recipients: string[];
-  headers: Array<readonly [string, string]>;
-  body: Buffer;
-  outcome: 'accepted' | 'tempfailed' | 'rejected' | 'aborted' | undefined;
-  /** Every macro in scope at each stage of this message. */
-  macros: { envfrom?: Macros; envrcpt: Macros[]; eom?: Macros };
-}
-
-interface SessionRecord {
-  readonly id: string;
-  connect: ConnectInfo | undefined;
-  connectMacros: Macros | undefined;
-  mta: MtaKind | undefined;
-  helo: string | undefined;
-  messages: MessageRecord[];
-  /** Every command but macro packets, in arrival order. */
-  commands: CommandType[];
-  replies: Array<readonly [CommandType, ResponseType]>;
-  closed: boolean;
-}
-
-const sessions = new Map<string, SessionRecord>();
-const protocolErrors: string[] = [];
-const hookErrors: string[] = [];
-
-function record(id: string): SessionRecord {
-  let r = sessions.get(id);
-  if (!r) {
-    r = { id, connect: undefined, connectMacros: undefined, mta: undefined, helo: undefined, messages: [], commands: [], replies: [], closed: false };
-    sessions.set(id, r);
-  }
-  return r;
-}
-
-function currentMessage(id: string): MessageRecord {
-  const m = record(id).messages.at(-1);
-  assert.ok(m, `session ${id}: a message event before MAIL`);
-  return m;
-}
-
-function subjectOf(m: MessageRecord): string | undefined {
-  return m.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1];
-}
-
-function snapshot(macros: Map<string, string>): Macros {
-  return Object.fromEntries(macros);
-}
-
-const filter: MilterFilter = {
-  connect(s, info) {
-    const r = record(s.id);
-    r.connect = info;
-    r.connectMacros = snapshot(s.macros());
-    r.mta = s.mta;
-  },
-  helo(s, name) {
-    record(s.id).helo = name;
-  },
-  envfrom(s, sender, args) {
-    record(s.id).messages.push({
-      sender,
-      senderArgs: args,
-      recipients: [],
-      headers: [],
-      body: Buffer.alloc(0),
-      outcome: undefined,
-      macros: { envfrom: snapshot(s.macros()), envrcpt: [] },
-    });
-  },
-  envrcpt(s, recipient) {
-    const m = currentMessage(s.id);
-    m.recipients.push(recipient);
-    m.macros.envrcpt.push(snapshot(s.macros()));
-    const local = recipient.replace(/^<|>$/g, '').split('@')[0];
-    if (local === 'blocked') return Verdict.reject({ code: 550, xcode: '5.7.1', text: 'Recipient blocked by the test milter' });
+// What the filter saw (macros as Sendmail sends them), per milter connection; its answers beyond the shared
+// ones (see recording-filter.ts). No DATA or EOH hooks: Sendmail is asked for neither.
+const recorder = new RecordingFilter({
+  recipientVerdict(local) {
     // Slower than T=R: Sendmail takes no progress before EOM, so it gives up on the milter.
     if (local === 'slowrcpt') return new Promise<Verdict>((resolve) => setTimeout(() => resolve(Verdict.continue), SLOW_HOOK_MS));
-    return Verdict.continue;
+    return undefined;
   },
-  header(s, name, value) {
-    currentMessage(s.id).headers.push([name, value]);
+  // Slower than T=R: only the session's progress packets keep Sendmail waiting.
+  async eomWait(m) {
+    if (subjectOf(m) === 'slow eom') await new Promise((r) => setTimeout(r, SLOW_HOOK_MS));
   },
-  body(s, chunk) {
-    const m = currentMessage(s.id);
-    m.body = Buffer.concat([m.body, chunk]);
-  },
-  async eom(s, mod) {
-    const m = currentMessage(s.id);
-    m.macros.eom = snapshot(s.macros());
-    const subject = subjectOf(m);
-    if (subject === 'tempfail me') {
-      m.outcome = 'tempfailed';
-      return Verdict.tempfail({ code: 451, xcode: '4.7.1', text: 'Test milter: try again later' });
-    }
-    if (subject === 'reject me') {
-      m.outcome = 'rejected';
-      return Verdict.reject({ code: 554, xcode: '5.7.1', text: 'Test milter: message refused' });
-    }
-    // Slower than T=R: only the session's progress packets keep Sendmail waiting.
-    if (subject === 'slow eom') await new Promise((r) => setTimeout(r, SLOW_HOOK_MS));
-    // Tells the test which milter connection and which message of it handled a delivered mail.
-    mod.addHeader('X-Test-Session', `${s.id} msg=${s.messageCount}`);
-    m.outcome = 'accepted';
-    return Verdict.continue;
-  },
-  abort(s) {
-    const m = record(s.id).messages.at(-1);
-    if (m && m.outcome === undefined) m.outcome = 'aborted';
-  },
-  close(s) {
-    record(s.id).closed = true;
-  },
-};
+});
+const { sessions, protocolErrors, hookErrors } = recorder;
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixture: one milter server and one Sendmail for the whole file.
@@ -144,23 +47,7 @@ let server: MilterServer<undefined> | undefined;
 let sendmail: SendmailInstance | undefined;
 
 before(async () => {
-  server = new MilterServer(filter, {
-    progressIntervalMs: PROGRESS_INTERVAL_MS,
-    observer: {
-      command: (id, type) => {
-        if (type !== 'macro') record(id).commands.push(type);
-      },
-      reply: (id, stage, type) => {
-        record(id).replies.push([stage, type]);
-      },
-      protocolError: (id, e) => {
-        protocolErrors.push(`${id}: ${e.message}`);
-      },
-      hookError: (id, stage, e) => {
-        hookErrors.push(`${id} ${stage}: ${e instanceof Error ? e.message : String(e)}`);
-      },
-    },
-  });
+  server = new MilterServer(recorder.filter, { progressIntervalMs: PROGRESS_INTERVAL_MS, observer: recorder.observer });
   const milter = await server.listen('inet:127.0.0.1:0');
   sendmail = new SendmailInstance({
     milter,
@@ -190,77 +77,10 @@ function sm(): SendmailInstance {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers.
 
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The milter session Sendmail opened for an SMTP client, found by the client's source port. */
-function sessionForClient(port: number): SessionRecord | undefined {
-  return [...sessions.values()].reverse().find((s) => s.connect?.port === port);
-}
-
-async function closedSessionForClient(port: number): Promise<SessionRecord> {
-  return waitFor(`the milter session of client port ${port} to close`, () => {
-    const s = sessionForClient(port);
-    return s?.closed ? s : undefined;
-  });
-}
-
 async function connect(host = '127.0.0.1'): Promise<SmtpClient> {
   const c = await SmtpClient.connect({ host, port: sm().smtpPort, timeoutMs: 25_000 });
   assert.equal(c.greeting?.code, 220, `greeting: ${c.greeting?.raw}`);
   return c;
-}
-
-function assertReply(reply: SmtpReply | undefined, code: number, what: string): void {
-  assert.ok(reply, `${what}: no reply`);
-  assert.equal(reply.code, code, `${what}: ${reply.raw}`);
-}
-
-/** Sendmail's answer to the final dot: `250 2.0.0 QUEUEID Message accepted for delivery`. */
-function acceptedId(reply: SmtpReply | undefined): string {
-  const m = /^250 2\.0\.0 (\w+) Message accepted for delivery$/.exec(reply?.raw ?? '');
-  assert.ok(m?.[1], `not accepted: ${reply?.raw}`);
-  return m[1];
-}
-
-function message(headers: Readonly<Record<string, string>>, body: string): string {
-  const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-  return `${head}\r\n${body}`;
-}
-
-/** Header fields of a delivered (LF) message in order, folded lines joined with `\n`. */
-function parseHeaders(raw: string): Array<readonly [string, string]> {
-  const end = raw.indexOf('\n\n');
-  const block = end < 0 ? raw : raw.slice(0, end);
-  const fields: Array<[string, string]> = [];
-  for (const line of block.split('\n')) {
-    const last = fields.at(-1);
-    if (/^[ \t]/.test(line) && last) last[1] += `\n${line}`;
-    else {
-      const colon = line.indexOf(':');
-      fields.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '')]);
-    }
-  }
-  return fields;
-}
-
-function headerValues(raw: string, name: string): string[] {
-  return parseHeaders(raw)
-    .filter(([n]) => n.toLowerCase() === name.toLowerCase())
-    .map(([, v]) => v);
-}
-
-function bodyOf(raw: string): string {
-  const end = raw.indexOf('\n\n');
-  assert.ok(end >= 0, 'delivered message has no header/body separator');
-  return raw.slice(end + 2);
 }
 
 /** Lets a background delivery that should not happen get the chance to, before asserting it did not. */
@@ -287,7 +107,7 @@ test('mail reaches the milter with Sendmail\'s macros and values, and the header
     c.destroy();
   }
 
-  const s = await closedSessionForClient(c.localPort);
+  const s = await recorder.closedSessionForClient(c.localPort);
   assert.deepEqual(s.connect, { hostname: sm().loopbackName, family: '4', address: '127.0.0.1', port: c.localPort });
   assert.equal(s.mta, 'sendmail', 'the session recognised Sendmail (from the v macro)');
   const cm = s.connectMacros ?? {};
@@ -344,7 +164,7 @@ test('a recipient the milter refuses gets 550 5.7.1 with our text; the other rec
   } finally {
     c.destroy();
   }
-  const s = await closedSessionForClient(c.localPort);
+  const s = await recorder.closedSessionForClient(c.localPort);
   assert.deepEqual(s.messages[0]?.recipients, ['<bob@example.test>', '<blocked@example.test>']);
   const [toBob] = await sm().waitForMessages('bob', 1);
   assert.deepEqual(headerValues(toBob ?? '', 'Subject'), ['one refused']);
@@ -363,7 +183,7 @@ test('a message tempfailed at end of message gets our 451 and is neither deliver
   } finally {
     c.destroy();
   }
-  assert.equal(sessionForClient(c.localPort)?.messages[0]?.outcome, 'tempfailed');
+  assert.equal(recorder.sessionForClient(c.localPort)?.messages[0]?.outcome, 'tempfailed');
   await settle();
   assert.deepEqual(await sm().readMessages('carol'), []);
   assert.match(await sm().mailq(), /queue is empty/);
@@ -379,7 +199,7 @@ test('a message rejected at end of message gets our 554 and is not delivered', {
   } finally {
     c.destroy();
   }
-  assert.equal(sessionForClient(c.localPort)?.messages[0]?.outcome, 'rejected');
+  assert.equal(recorder.sessionForClient(c.localPort)?.messages[0]?.outcome, 'rejected');
   await settle();
   assert.deepEqual(await sm().readMessages('dave'), []);
   assert.match(await sm().mailq(), /queue is empty/);
@@ -387,24 +207,9 @@ test('a message rejected at end of message gets our 554 and is not delivered', {
 
 test('several messages on one SMTP connection share one milter connection, each handled on its own', { timeout: TEST_TIMEOUT_MS }, async () => {
   const c = await connect();
-  const finals: Array<string | undefined> = [];
+  let finals: Array<string | undefined>;
   try {
-    assertReply(await c.ehlo('client.example.net'), 250, 'EHLO');
-    const send = async (subject: string): Promise<void> => {
-      const r = await c.sendMessage('a@example.test', ['multi@example.test'], message({ Subject: subject }, `${subject}\r\n`));
-      finals.push(r.final?.raw);
-    };
-    await send('multi 1');
-    await send('tempfail me');
-    await send('multi 3');
-    // A transaction whose only recipient the milter refuses: no DATA, the client resets.
-    const r4 = await c.sendMessage('a@example.test', ['blocked@example.test'], message({ Subject: 'multi 4' }, 'x\r\n'));
-    assert.equal(r4.rcpts[0]?.code, 550);
-    assert.equal(r4.data, undefined);
-    assertReply(await c.rset(), 250, 'RSET');
-    await send('reject me');
-    await send('multi 6');
-    assertReply(await c.quit(), 221, 'QUIT');
+    finals = await sendMultiMessageSession(c, (rcpt) => assert.equal(rcpt?.code, 550));
   } finally {
     c.destroy();
   }
@@ -413,22 +218,8 @@ test('several messages on one SMTP connection share one milter connection, each 
   assert.equal(finals[1], '451 4.7.1 Test milter: try again later');
   assert.equal(finals[3], '554 5.7.1 Test milter: message refused');
 
-  const s = await closedSessionForClient(c.localPort);
-  assert.equal(s.commands.filter((x) => x === 'optneg').length, 1, 'one milter connection for the whole SMTP session');
-  assert.equal(s.commands.filter((x) => x === 'connect').length, 1);
-  assert.deepEqual(
-    s.messages.map((m) => [subjectOf(m) ?? null, m.outcome]),
-    [
-      ['multi 1', 'accepted'],
-      ['tempfail me', 'tempfailed'],
-      ['multi 3', 'accepted'],
-      [null, 'aborted'],
-      ['reject me', 'rejected'],
-      ['multi 6', 'accepted'],
-    ],
-  );
-  // Every message starts clean: the tempfailed one's headers did not leak into the next.
-  assert.deepEqual(s.messages[2]?.headers.filter(([n]) => n === 'Subject'), [['Subject', 'multi 3']]);
+  const s = await recorder.closedSessionForClient(c.localPort);
+  assertMultiMessageRecords(s);
   // Each message has its own queue ID in the i macro.
   assert.deepEqual([s.messages[0], s.messages[2], s.messages[5]].map((m) => m?.macros.eom?.['i']), ids);
   // Unlike Postfix, Sendmail sends no ABORT after a finished message, only for one it drops (here at RSET);
@@ -439,15 +230,7 @@ test('several messages on one SMTP connection share one milter connection, each 
   const delivered = await sm().waitForMessages('multi', 3);
   await settle();
   assert.equal((await sm().readMessages('multi')).length, 3);
-  const got = delivered.map((d) => [headerValues(d, 'Subject')[0], headerValues(d, 'X-Test-Session')[0]]);
-  assert.deepEqual(
-    got.sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
-    [
-      ['multi 1', `${s.id} msg=1`],
-      ['multi 3', `${s.id} msg=3`],
-      ['multi 6', `${s.id} msg=6`],
-    ],
-  );
+  assertMultiMessagesDelivered(delivered, s.id);
 });
 
 test('progress packets at end of message keep Sendmail waiting for a hook slower than its read timeout', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -464,7 +247,7 @@ test('progress packets at end of message keep Sendmail waiting for a hook slower
     c.destroy();
   }
   assert.ok(elapsed >= SLOW_HOOK_MS - 100 && elapsed > READ_TIMEOUT_S * 1000, `the transaction took ${elapsed} ms`);
-  const s = await closedSessionForClient(c.localPort);
+  const s = await recorder.closedSessionForClient(c.localPort);
   const eomReplies = s.replies.filter(([stage]) => stage === 'eom').map(([, type]) => type);
   assert.ok(eomReplies.filter((t) => t === 'progress').length >= 4, `replies at EOM: ${eomReplies.join(' ')}`);
   assert.equal(eomReplies.at(-1), 'continue');
@@ -489,7 +272,7 @@ test('before end of message no progress is sent: a hook slower than the read tim
   // Sendmail's own text for F=T, not ours: the milter never answered.
   assert.equal(rcpt.raw, '451 4.3.2 Please try again later');
   assert.ok(elapsed >= READ_TIMEOUT_S * 1000 - 100 && elapsed < SLOW_HOOK_MS, `RCPT took ${elapsed} ms`);
-  const s = sessionForClient(c.localPort);
+  const s = recorder.sessionForClient(c.localPort);
   assert.ok(s);
   assert.deepEqual(s.replies.filter(([stage, type]) => stage === 'rcpt' && type === 'progress'), [], 'no progress packet before EOM');
   assert.match(await sm().debugLog(), new RegExp(`^milter_read\\(${MILTER}\\): timeout, where=rcpt$`, 'm'), 'Sendmail logged the milter timeout');
@@ -506,7 +289,7 @@ test('an IPv6 client: family 6, and Sendmail writes the address in full with its
     c.destroy();
   }
   assert.equal(c.localAddress, '::1');
-  const s = await closedSessionForClient(c.localPort);
+  const s = await recorder.closedSessionForClient(c.localPort);
   // Debian's Sendmail is built with IPV6_FULL: no `::` compression (Postfix sends `::1`).
   // Sendmail writes every group; the session gives the address in its compressed form, as Postfix does.
   assert.deepEqual(s.connect, { hostname: sm().loopbackName, family: '6', address: '::1', port: c.localPort });
@@ -527,7 +310,7 @@ test('mail for another domain is relayed through SMART_HOST to the sink, with th
   } finally {
     c.destroy();
   }
-  const s = await closedSessionForClient(c.localPort);
+  const s = await recorder.closedSessionForClient(c.localPort);
   assert.equal(s.messages[0]?.macros.envrcpt[0]?.['{rcpt_mailer}'], 'esmtp');
   assert.equal(s.messages[0]?.macros.envrcpt[0]?.['{rcpt_host}'], '[127.0.0.1]');
   const relayed = await waitFor(
@@ -540,10 +323,7 @@ test('mail for another domain is relayed through SMART_HOST to the sink, with th
 
 test('with the milter down, F=T makes Sendmail tempfail the connection (451 4.3.2)', { timeout: TEST_TIMEOUT_MS }, async () => {
   // A port nothing listens on: bound then closed.
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const deadPort = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  const deadPort = await freeLoopbackPort();
   const down = new SendmailInstance({ milter: `inet:127.0.0.1:${deadPort}`, domain: DOMAIN, ipv6: false });
   try {
     await down.start();

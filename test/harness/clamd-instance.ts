@@ -14,6 +14,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { ExitCleanup } from './exit-cleanup.js';
+import { freeLoopbackPort } from './free-port.js';
 
 const CLAMD = '/usr/sbin/clamd';
 
@@ -49,8 +51,7 @@ export interface ClamdInstanceOptions {
   readonly startTimeoutMs?: number;
 }
 
-const live = new Set<ClamdInstance>();
-let exitHookInstalled = false;
+const live = new ExitCleanup<ClamdInstance>((instance) => instance.killSync());
 
 export class ClamdInstance {
   readonly dir: string;
@@ -71,10 +72,9 @@ export class ClamdInstance {
 
   static async start(options: ClamdInstanceOptions = {}): Promise<ClamdInstance> {
     const dir = mkdtempSync(join(tmpdir(), 'clamd-test-'));
-    const instance = new ClamdInstance(dir, await freePort(), options.startTimeoutMs ?? 60_000);
+    const instance = new ClamdInstance(dir, await freeLoopbackPort(), options.startTimeoutMs ?? 60_000);
     instance.#writeFiles(options);
     live.add(instance);
-    installExitHook();
     try {
       await instance.restart();
     } catch (e) {
@@ -236,14 +236,6 @@ function tar(files: readonly (readonly [string, Buffer])[]): Buffer {
   return Buffer.concat(blocks);
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** True when the socket answers `zPING` with PONG within a second. Independent of the scanner under test. */
 function ping(target: { path: string } | { host: string; port: number }): Promise<boolean> {
   return new Promise((resolve) => {
@@ -262,13 +254,5 @@ function ping(target: { path: string } | { host: string; port: number }): Promis
     });
     socket.on('error', () => done(false));
     socket.on('close', () => done(false));
-  });
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const instance of live) instance.killSync();
   });
 }

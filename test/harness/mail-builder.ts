@@ -45,3 +45,12 @@ export function buildMessage(o: MessageOptions): string {
     '',
   ].join('\r\n');
 }
+
+/**
+ * Exactly the given header fields, in the given order and nothing else, a blank line, then `body` as is: for
+ * tests that check what the MTA adds and what the milter sees, where buildMessage()'s defaults would get in the way.
+ */
+export function rawMessage(headers: Readonly<Record<string, string>>, body: string): string {
+  const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `${head}\r\n${body}`;
+}

@@ -1,12 +1,15 @@
 // A private, throw-away Postfix for end-to-end tests: its own config, queue, data and mail directories under
 // one temp dir, SMTP on free loopback ports (IPv4 and IPv6), no DNS, mail for the test domain delivered to
 // Maildirs the test reads back, everything else refused. Never touches /etc/postfix or the system queue.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ExitCleanup } from './exit-cleanup.js';
+import { freeDualStackPort } from './free-port.js';
+import { run, type CommandResult } from './run-command.js';
+import { waitForDelivery } from './wait-for.js';
 
 export interface MilterTimeouts {
   /** milter_connect_timeout */
@@ -32,12 +35,6 @@ export interface PostfixInstanceOptions {
   readonly startTimeoutMs?: number;
 }
 
-export interface CommandResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 const POSTFIX = '/usr/sbin/postfix';
 const SENDMAIL = '/usr/sbin/sendmail';
 const POSTQUEUE = '/usr/sbin/postqueue';
@@ -50,23 +47,7 @@ const DEFAULT_TIMEOUTS: MilterTimeouts = { connect: '2s', command: '5s', content
 
 // Instances still running when the process exits (a crashed test, a missing `after`, Ctrl-C) are torn down
 // synchronously, so no master process or temp dir outlives the test run.
-const live = new Set<PostfixInstance>();
-let exitHookInstalled = false;
-function stopAllSync(): void {
-  for (const instance of live) instance.stopSync();
-}
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', stopAllSync);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    // Clean up, then die of the same signal as without this handler (`once`: the re-raise is not caught).
-    process.once(signal, () => {
-      stopAllSync();
-      process.kill(process.pid, signal);
-    });
-  }
-}
+const live = new ExitCleanup<PostfixInstance>((instance) => instance.stopSync(), { signals: true });
 
 export class PostfixInstance {
   readonly domain: string;
@@ -117,7 +98,6 @@ export class PostfixInstance {
   async start(): Promise<void> {
     if (this.rootDir !== undefined) throw new Error('PostfixInstance: start() called twice');
     this.rootDir = await mkdtemp(join(tmpdir(), 'pf-e2e-'));
-    installExitHook();
     live.add(this);
     try {
       await this.setUpAndStart();
@@ -311,19 +291,9 @@ export class PostfixInstance {
   }
 
   /** Waits until `localPart` holds at least `count` messages; returns all of them. */
-  async waitForMessages(localPart: string, count: number, timeoutMs = 10_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const messages = await this.readMessages(localPart);
-      if (messages.length >= count) return messages;
-      if (Date.now() >= deadline) {
-        throw new Error(
-          `${localPart}@${this.domain}: ${messages.length} of ${count} messages after ${timeoutMs} ms\n` +
-            `--- queue ---\n${await this.postqueue()}\n--- maillog tail ---\n${tail(await this.maillog(), 30)}`,
-        );
-      }
-      await sleep(50);
-    }
+  waitForMessages(localPart: string, count: number, timeoutMs = 10_000): Promise<string[]> {
+    return waitForDelivery(`${localPart}@${this.domain}`, () => this.readMessages(localPart), count, timeoutMs, async () =>
+      `--- queue ---\n${await this.postqueue()}\n--- maillog tail ---\n${tail(await this.maillog(), 30)}`);
   }
 
   async maillog(): Promise<string> {
@@ -370,37 +340,6 @@ export class PostfixInstance {
   }
 }
 
-/** Runs a command; never rejects for a non-zero exit (the caller inspects `code`). */
-export function run(
-  file: string,
-  args: readonly string[],
-  options: { readonly input?: string; readonly timeoutMs?: number; readonly env?: NodeJS.ProcessEnv } = {},
-): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} ${args.join(' ')}: no exit after ${options.timeoutMs} ms\n${stderr}`));
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-    child.stdin.on('error', () => {
-      // The command may exit before reading all input; its exit code tells what happened.
-    });
-    child.stdin.end(options.input ?? '');
-  });
-}
-
 async function userIds(user: string): Promise<{ uid: number; gid: number }> {
   const out = await new Promise<string>((resolve, reject) =>
     execFile('id', [user], (err, stdout) => (err ? reject(err) : resolve(stdout))),
@@ -408,35 +347,6 @@ async function userIds(user: string): Promise<{ uid: number; gid: number }> {
   const m = /uid=(\d+).*?gid=(\d+)/.exec(out);
   if (!m?.[1] || !m[2]) throw new Error(`cannot parse 'id ${user}': ${out}`);
   return { uid: Number(m[1]), gid: Number(m[2]) };
-}
-
-function listenOnce(host: string, port: number): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen({ host, port, ipv6Only: host.includes(':'), exclusive: true }, () => resolve(server));
-  });
-}
-
-function closeServer(server: net.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** A port free on both 127.0.0.1 and ::1 right now (Postfix binds it a moment later). */
-export async function freeDualStackPort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const v4 = await listenOnce('127.0.0.1', 0);
-    const port = (v4.address() as net.AddressInfo).port;
-    try {
-      const v6 = await listenOnce('::1', port);
-      await closeServer(v6);
-      await closeServer(v4);
-      return port;
-    } catch {
-      await closeServer(v4);
-    }
-  }
-  throw new Error('no port free on both 127.0.0.1 and ::1');
 }
 
 function processAlive(pid: number): boolean {

@@ -5,10 +5,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { ExitCleanup } from './exit-cleanup.js';
+import { freeLoopbackPort } from './free-port.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 
@@ -51,15 +52,7 @@ export interface PromRule {
   readonly state?: string;
 }
 
-const live = new Set<PrometheusInstance>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.stopSync();
-  });
-}
+const live = new ExitCleanup<PrometheusInstance>((p) => p.stopSync());
 
 export class PrometheusInstance {
   private readonly options: PrometheusInstanceOptions;
@@ -92,10 +85,9 @@ export class PrometheusInstance {
   async start(): Promise<void> {
     if (this.rootDir !== undefined) throw new Error('PrometheusInstance: start() called twice');
     this.rootDir = await mkdtemp(join(tmpdir(), 'prom-e2e-'));
-    installExitHook();
     live.add(this);
     try {
-      this.webPort = await freePort();
+      this.webPort = await freeLoopbackPort();
       const configFile = join(this.root, 'prometheus.yml');
       await writeFile(configFile, this.config());
       const log = createWriteStream(this.logFile);
@@ -227,18 +219,6 @@ export class PrometheusInstance {
     if (this.rootDir !== undefined) rmSync(this.rootDir, { recursive: true, force: true });
     live.delete(this);
   }
-}
-
-/** A free TCP port on 127.0.0.1 (bound then released; fine for tests on one machine). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {

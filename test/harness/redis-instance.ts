@@ -7,29 +7,12 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ExitCleanup } from './exit-cleanup.js';
+import { freeLoopbackPort } from './free-port.js';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
 
-const live = new Set<RedisInstance>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const instance of live) instance.killSync();
-  });
-}
-
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+const live = new ExitCleanup<RedisInstance>((instance) => instance.killSync());
 
 /** One PING over a raw socket: true on +PONG. */
 function ping(port: number, timeoutMs: number): Promise<boolean> {
@@ -68,7 +51,6 @@ export class RedisInstance {
     if (this.running) return;
     if (this.dir === '') this.dir = await mkdtemp(join(tmpdir(), 'pmt-redis-'));
     if (this.port === 0) this.port = await freeLoopbackPort();
-    installExitHook();
     live.add(this);
     const child = spawn(
       REDIS_SERVER,

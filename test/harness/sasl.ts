@@ -14,11 +14,13 @@
 //   await sasl.installInto(postfix);
 //   …  AUTH PLAIN with SaslDatabase.plainResponse('alice@example.test', 'pw')
 //   await sasl.destroy();
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ExitCleanup } from './exit-cleanup.js';
+import { run } from './run-command.js';
 
 const SASLPASSWD2 = '/usr/sbin/saslpasswd2';
 const PLUGIN_DIRS = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2', '/usr/lib/sasl2'];
@@ -40,8 +42,7 @@ export interface SaslDatabaseOptions {
 }
 
 // Removed on exit even if a test forgets destroy().
-const live = new Set<string>();
-let exitHookInstalled = false;
+const live = new ExitCleanup<string>((dir) => rmSync(dir, { recursive: true, force: true }));
 
 export class SaslDatabase {
   /** The temp dir holding `smtpd.conf` and `sasldb2`. */
@@ -104,7 +105,6 @@ export class SaslDatabase {
       if (/[\r\n\0]/.test(u.password)) throw new Error('a SASL password may not hold line breaks or NUL');
     }
     const dir = await mkdtemp(join(tmpdir(), 'pmt-sasl-'));
-    installExitHook();
     live.add(dir);
     const db = new SaslDatabase(dir, options.realm, options.mechanisms ?? ['PLAIN', 'LOGIN']);
     try {
@@ -115,7 +115,7 @@ export class SaslDatabase {
       await writeFile(join(dir, 'smtpd.conf'), db.smtpdConf, { mode: 0o644 });
       for (const u of options.users) {
         // -c create, -p read the password from stdin (no prompt), -u realm, -f database file.
-        const r = await runWithInput(SASLPASSWD2, ['-c', '-p', '-f', db.dbPath, '-u', options.realm, u.user], u.password);
+        const r = await run(SASLPASSWD2, ['-c', '-p', '-f', db.dbPath, '-u', options.realm, u.user], { input: u.password, timeoutMs: 10_000 });
         if (r.code !== 0) throw new Error(`saslpasswd2 for ${u.user} failed (${r.code}): ${r.stderr}`);
       }
       await chown(db.dbPath, 0, reader);
@@ -138,14 +138,6 @@ export class SaslDatabase {
   }
 }
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const dir of live) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
 function groupId(group: string): Promise<number> {
   return new Promise((resolve, reject) =>
     execFile('getent', ['group', group], (err, stdout) => {
@@ -154,22 +146,4 @@ function groupId(group: string): Promise<number> {
       else resolve(gid);
     }),
   );
-}
-
-function runWithInput(file: string, args: readonly string[], input: string): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stderr });
-    });
-    child.stdin.end(input);
-  });
 }

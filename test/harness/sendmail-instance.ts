@@ -31,7 +31,10 @@ import { hostname as osHostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseListenAddress } from '@postfix-milter-ts/protocol';
-import { freeDualStackPort, run } from './postfix-instance.js';
+import { ExitCleanup } from './exit-cleanup.js';
+import { freeDualStackPort } from './free-port.js';
+import { run } from './run-command.js';
+import { waitForDelivery } from './wait-for.js';
 
 /** The `T=` equates of INPUT_MAIL_FILTER, in Sendmail's units (`5s`, `2m`). */
 export interface SendmailMilterTimeouts {
@@ -174,13 +177,14 @@ async function download(): Promise<void> {
   try {
     // `_apt` may not be able to write under the repository; download as root instead of warning and retrying.
     const args = ['-q', '-o', 'APT::Sandbox::User=root', 'download', ...PACKAGES];
-    const limit = { timeoutMs: 120_000 };
-    let r = await runIn(staging, 'apt-get', args, limit);
+    // In the staging dir: apt-get download writes to the current directory.
+    const limit = { cwd: staging, timeoutMs: 120_000 };
+    let r = await run('apt-get', args, limit);
     if (r.code !== 0 && /Unable to locate|has no installation candidate/i.test(r.stderr)) {
       // A fresh container has no package lists yet.
       const u = await run('apt-get', ['-qq', 'update'], { timeoutMs: 180_000 });
       if (u.code !== 0) throw new Error(`apt-get update failed: ${u.stderr}`);
-      r = await runIn(staging, 'apt-get', args, limit);
+      r = await run('apt-get', args, limit);
     }
     if (r.code !== 0) throw new Error(`apt-get download ${PACKAGES.join(' ')} failed (${r.code}): ${r.stderr}`);
     for (const name of await readdir(staging)) {
@@ -191,45 +195,10 @@ async function download(): Promise<void> {
   }
 }
 
-/** `run` in a working directory (apt-get download writes to the current directory). */
-function runIn(cwd: string, file: string, args: readonly string[], options: { readonly timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
-}
-
 // ---------------------------------------------------------------------------------------------------------
 
 // Instances still running when the process exits are torn down synchronously (see PostfixInstance).
-const live = new Set<SendmailInstance>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const stopAll = (): void => {
-    for (const instance of live) instance.stopSync();
-  };
-  process.on('exit', stopAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      stopAll();
-      process.kill(process.pid, signal);
-    });
-  }
-}
+const live = new ExitCleanup<SendmailInstance>((instance) => instance.stopSync(), { signals: true });
 
 /** A message the smtp-sink received (mail for other domains, relayed through SMART_HOST). */
 export interface RelayedMessage {
@@ -302,7 +271,6 @@ export class SendmailInstance {
     if (this.rootDir !== undefined) throw new Error('SendmailInstance: start() called twice');
     const timeoutMs = this.options.startTimeoutMs ?? 60_000;
     this.rootDir = await mkdtemp(join(tmpdir(), 'sm-e2e-'));
-    installExitHook();
     live.add(this);
     try {
       await withTimeout(this.setUpAndStart(), timeoutMs, 'Sendmail start');
@@ -548,19 +516,9 @@ export class SendmailInstance {
   }
 
   /** Waits until `localPart` holds at least `count` messages; returns all of them. */
-  async waitForMessages(localPart: string, count: number, timeoutMs = 10_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const messages = await this.readMessages(localPart);
-      if (messages.length >= count) return messages;
-      if (Date.now() >= deadline) {
-        throw new Error(
-          `${localPart}@${this.domain}: ${messages.length} of ${count} messages after ${timeoutMs} ms\n` +
-            `--- queue ---\n${await this.mailq()}\n${await this.logs()}`,
-        );
-      }
-      await sleep(50);
-    }
+  waitForMessages(localPart: string, count: number, timeoutMs = 10_000): Promise<string[]> {
+    return waitForDelivery(`${localPart}@${this.domain}`, () => this.readMessages(localPart), count, timeoutMs, async () =>
+      `--- queue ---\n${await this.mailq()}\n${await this.logs()}`);
   }
 
   /** Messages relayed to the sink (mail for domains other than the test domain), oldest first. */

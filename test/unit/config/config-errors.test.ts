@@ -2,7 +2,6 @@
 // keys at every level, a wrong type at every key, bad durations/sizes/addresses/CIDRs/enums/ranges, overrides
 // from flags and the environment, and the command line's exit codes (78 bad config, 69 cannot start, 0 clean stop).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +11,9 @@ import { parse, stringify } from 'yaml';
 import { ConfigError, loadConfigFile, parseConfigText, type ConfigOverride } from 'postfix-milter-ts/config/load-config.js';
 import { configOverrides } from 'postfix-milter-ts/config/overrides.js';
 import { configSchema, DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
+import { freeLoopbackPort } from '../../harness/free-port.js';
 import { GatewayProcess } from '../../harness/gateway-process.js';
+import { run, type CommandResult } from '../../harness/run-command.js';
 
 const FILE = 'gw.yaml';
 /** One problem as the loader formats it: `FILE:LINE: key.path: what is wrong`. */
@@ -313,33 +314,11 @@ test('a config file that cannot be read is named, with why', async () => {
 
 const CLI = new URL('../../../../dist/cli.js', import.meta.url).pathname;
 
-interface CliResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 20_000, asUser?: { uid: number; gid: number }): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    // Per-host variables of the caller must not leak into what is being tested.
-    const base = { ...process.env };
-    for (const k of ['MILTER_LISTEN', 'CLAMD_ENDPOINTS', 'METRICS_LISTEN']) delete base[k];
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(asUser ?? {}) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cli ${args.join(' ')}: still running after ${timeoutMs} ms\nstdout:${stdout}\nstderr:${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = 20_000, asUser?: { uid: number; gid: number }): Promise<CommandResult> {
+  // Per-host variables of the caller must not leak into what is being tested.
+  const base = { ...process.env };
+  for (const k of ['MILTER_LISTEN', 'CLAMD_ENDPOINTS', 'METRICS_LISTEN']) delete base[k];
+  return run(process.execPath, [CLI, ...args], { env: { ...base, ...env }, timeoutMs, ...(asUser ? { user: asUser } : {}) });
 }
 
 describe('command line', () => {
@@ -349,10 +328,7 @@ describe('command line', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pmt-cli-'));
-    const s = net.createServer();
-    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-    deadPort = (s.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    deadPort = await freeLoopbackPort();
   });
 
   after(async () => {
