@@ -41,13 +41,15 @@ const STRENGTH: Record<FindingAction, number> = { reject: 5, discard: 4, quarant
 interface Decided {
   readonly action: FindingAction;
   readonly what: string;
+  /** What the finding is about (a file name, or the virus): one file with two findings is one thing. */
+  readonly subject: string;
 }
 
 export function decideContentVerdict(checks: ContentChecks, actions: ActionsConfig): ContentVerdict {
   const definite: Decided[] = [];
-  if (checks.virus !== undefined) definite.push({ action: actions.virus, what: `virus ${replySafe(checks.virus)}` });
+  if (checks.virus !== undefined) definite.push({ action: actions.virus, what: `virus ${replySafe(checks.virus)}`, subject: `virus ${checks.virus}` });
   for (const f of checks.attachments) {
-    definite.push({ action: actions.byRule[f.rule] ?? actions.attachment, what: describeAttachment(f) });
+    definite.push({ action: actions.byRule[f.rule] ?? actions.attachment, what: describeAttachment(f), subject: `file ${f.name}` });
   }
   const reasons = [
     ...(checks.virus !== undefined ? [`virus: ${checks.virus}`] : []),
@@ -97,7 +99,10 @@ function describeAttachment(f: AttachmentFindingLike): string {
 }
 
 function refuse(strongest: Decided, definite: readonly Decided[], reasons: readonly string[]): ContentVerdict {
-  const what = definite.filter((d) => d.action === strongest.action).map((d) => d.what);
+  // One phrase per offending file or virus, the first finding about it naming it.
+  const bySubject = new Map<string, string>();
+  for (const d of definite) if (d.action === strongest.action && !bySubject.has(d.subject)) bySubject.set(d.subject, d.what);
+  const what = [...bySubject.values()];
   const summary = what.length > 1 ? `${what[0]} and ${what.length - 1} more` : (what[0] ?? 'dangerous content');
   switch (strongest.action) {
     case 'reject':

@@ -27,6 +27,7 @@ const CASES: ReadonlyArray<readonly [string, ContentChecks, Partial<ActionsConfi
   ['discard', { ...CLEAN, virus: 'Eicar' }, { virus: 'discard' }, 'discarded', undefined],
   ['tempfail action on a finding', { ...CLEAN, virus: 'Eicar' }, { virus: 'tempfail' }, 'tempfailed', '451 4.7.0 Message held back: virus Eicar, try again later'],
   ['tag accepts with headers', { ...CLEAN, virus: 'Eicar' }, { virus: 'tag' }, 'tagged', undefined],
+  ['two findings about one file name it once', { ...CLEAN, attachments: [EXE, { kind: 'dangerous-content', rule: 'pe', name: 'invoice.pdf.exe' }] }, {}, 'rejected', '554 5.7.0 Message refused: attachment "invoice.pdf.exe" (banned-extension .exe)'],
   ['several findings are summarised', { ...CLEAN, attachments: [EXE, { ...EXE, name: 'b.scr', extension: 'scr' }] }, {}, 'rejected', '554 5.7.0 Message refused: attachment "invoice.pdf.exe" (banned-extension .exe) and 1 more'],
 ];
 
