@@ -284,9 +284,8 @@ test('values from flags and the environment are checked too and named by where t
   assert.equal(ok.milter.listen, 'inet:127.0.0.1:2');
 });
 
-// Known gaps, run and shown as TODO (they do not fail the run): ipaddr.js's isValid() accepts the old
-// inet_aton shorthands, so these typos are read as other addresses instead of being refused
-// (src/policy/envelope-config.ts; reported in issue #6's note).
+// ipaddr.js's isValid() accepts the old inet_aton shorthands; the schema insists on four decimal parts so
+// these typos are refused instead of being read as other addresses.
 test('IPv4 shorthand (inet_aton forms) is refused as an address or network', () => {
   assert.ok(problems('relay:\n  ownAddresses: [192.168.1]\n').some((l) => l.startsWith('gw.yaml:2: relay.ownAddresses.0: ')));
   assert.ok(problems('relay:\n  trustedNetworks: [10.1/16]\n').some((l) => l.startsWith('gw.yaml:2: relay.trustedNetworks.0: ')));
