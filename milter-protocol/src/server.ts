@@ -37,9 +37,10 @@ export interface MilterServerOptions {
   readonly unixSocketMode?: number;
   readonly observer?: ServerObserver;
   /**
-   * Called for a TCP connection when it opens and after every read, until the MTA is known to be Postfix.
-   * Sendmail writes the macro packet and the command as two small writes; with Nagle on its side, the command
-   * waits for our delayed ACK (~40 ms).
+   * Called for a TCP connection when it opens and after every read. Sendmail writes the macro packet and the
+   * command as two small writes; with Nagle on its side, the command waits for our delayed ACK (~40 ms).
+   * Postfix shows no such stall in a single session, but under concurrent load quick ACKs still raised
+   * throughput through Postfix by about 1.5× (measured), so they are not switched off for it.
    * Setting TCP_QUICKACK after each read (Linux clears it) removes the stall; Node has no API for it, so
    * the application may pass a native implementation here. The package itself stays dependency-free.
    */
@@ -224,9 +225,7 @@ export class MilterServer<S> {
       }, this.options.packetTimeoutMs);
     };
     socket.on('data', (chunk: Buffer) => {
-      // Postfix writes each macro packet and its command in one piece: it never waits for our ACK, so quick
-      // ACKs would only add packets (measured: 2.1 vs 2.8 ms per SMTP session). Sendmail needs them.
-      if (afterRead && session.mta !== 'postfix') afterRead(socket);
+      afterRead?.(socket);
       let frames;
       try {
         frames = decoder.push(chunk);

@@ -90,10 +90,11 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   return {
     macros: MACROS,
     headerLeadingSpace: true,
-    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA and every
-    // header without waiting (a round trip each). A failure there is held and given at the next answered
-    // command (a body chunk or end of message), so it still tempfails the message.
-    noReply: ['helo', 'data', 'header', 'eoh'],
+    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA, every header
+    // and every body chunk without waiting (a round trip each). A failure there is held and given at end of
+    // message, so it still tempfails the message. Back-pressure from clamd then reaches the MTA through TCP:
+    // the server stops reading while packets wait.
+    noReply: ['helo', 'data', 'header', 'eoh', 'body'],
 
     createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, message: undefined }),
 
