@@ -89,6 +89,20 @@ class MessageWalker {
     if (!this.shared.aborted) this.parser.write(chunk);
   }
 
+  /** Resolves once the parser has worked its queue down (it holds every byte written and not yet parsed). */
+  drained(): Promise<void> {
+    if (!this.parser.writableNeedDrain || this.shared.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.parser.off('drain', done);
+        this.parser.off('close', done);
+        resolve();
+      };
+      this.parser.once('drain', done);
+      this.parser.once('close', done);
+    });
+  }
+
   async end(): Promise<void> {
     this.parser.end();
     await this.ended;
@@ -281,6 +295,14 @@ export class AttachmentInspector {
     } else {
       this.watchBody(chunk);
     }
+  }
+
+  /**
+   * Resolves when the inspector can take more without holding more than its parser's buffer; the milter
+   * waits for it so a fast MTA cannot pile a whole message up in memory ahead of the parser.
+   */
+  ready(): Promise<void> {
+    return this.mode === 'walk' && this.root ? this.root.drained() : Promise.resolve();
   }
 
   private watchBody(bytes: Buffer): void {

@@ -90,11 +90,11 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   return {
     macros: MACROS,
     headerLeadingSpace: true,
-    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA, every header
-    // and every body chunk without waiting (a round trip each). A failure there is held and given at end of
-    // message, so it still tempfails the message. Back-pressure from clamd then reaches the MTA through TCP:
-    // the server stops reading while packets wait.
-    noReply: ['helo', 'data', 'header', 'eoh', 'body'],
+    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA and every header
+    // without waiting (a round trip each). A failure there is held and given at the next answered command,
+    // so it still tempfails the message. Body chunks keep their replies: waiting for them is what paces a
+    // fast MTA to clamd and the parser (waived, 50 concurrent 10 MB messages took 920 MiB instead of 270).
+    noReply: ['helo', 'data', 'header', 'eoh'],
 
     createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, message: undefined }),
 

@@ -36,17 +36,22 @@ export class MessageStream {
     return this.add(chunk);
   }
 
-  /** Resolves when the scanner can take more (back-pressure reaches the MTA through the pending hook). */
+  /**
+   * Resolves when both the scanner and the attachment parser can take more. The pending hook holds the
+   * session; with body replies waived the server then stops reading, so back-pressure reaches the MTA.
+   */
   private add(data: Buffer): Promise<void> | undefined {
     this.bytes += data.length;
     this.inspector?.push(data);
-    if (!this.scan || this.oversize) return undefined;
+    const parsing = this.inspector?.ready();
+    if (!this.scan || this.oversize) return parsing;
     if (this.bytes > this.maxScanBytes) {
       // clamd would refuse it anyway (StreamMaxLength); stop sending now instead of at the end.
       this.oversize = true;
       this.scan.abort();
-      return undefined;
+      return parsing;
     }
-    return this.scan.write(data);
+    const scanning = this.scan.write(data);
+    return parsing ? Promise.all([parsing, scanning]).then(() => undefined) : scanning;
   }
 }
