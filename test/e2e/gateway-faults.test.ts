@@ -4,7 +4,7 @@
 // replies where the MTA is our MilterClient), that no mail that should be refused or tempfailed was
 // delivered, and that the gateway's open descriptors and resident memory return to their baseline.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -265,14 +265,15 @@ test('a clamd answering garbage, resetting mid-scan or never answering: 4xx with
   await assertDeliveredScanned('after-fake-clean');
 });
 
-test('a clamd whose connect never completes (accept queue full): 4xx after clamav.connectTimeout, nothing delivered', async (t) => {
+test('a clamd whose connect never completes (accept queue full): 4xx after clamav.connectTimeout, nothing delivered', async () => {
   // A listener that never accepts, with its backlog filled: further SYNs are dropped, so connect() hangs, as it
-  // does with an overloaded clamd. Node always accepts, hence a tiny python3 listener.
-  if (spawnSync('python3', ['-c', 'pass']).status !== 0) {
-    t.skip('python3 is not installed');
-    return;
-  }
-  const listener = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // does with an overloaded clamd. A Node child listens with backlog 1 (0 would mean Node's default) and then
+  // blocks its own event loop, so the kernel queues connections nobody takes.
+  const listener = spawn(
+    process.execPath,
+    ['-e', "const s=require('net').createServer();s.listen({host:'127.0.0.1',port:0,backlog:1},()=>{process.stdout.write(s.address().port+'\\n',()=>Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000))})"],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const fillers: Socket[] = [];
   try {
     const port = await new Promise<number>((resolve, reject) => {
