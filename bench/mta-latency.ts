@@ -3,25 +3,14 @@
 // the command waits for our delayed ACK unless we acknowledge at once. Prints a table and writes JSON.
 //   node dist-test/bench/mta-latency.js [messages]
 import { mkdir, writeFile } from 'node:fs/promises';
-import { MilterServer, type MilterFilter } from '@postfix-milter-ts/protocol';
+import { MilterServer } from '@postfix-milter-ts/protocol';
 import { PostfixInstance } from '../test/harness/postfix-instance.js';
 import { SmtpClient } from '../test/harness/smtp-client.js';
-import { measureSocketModes } from './socket-modes.js';
+import { EVERY_STAGE_FILTER, measureSocketModes } from './socket-modes.js';
 
 const MESSAGES = Number(process.argv[2] ?? 40);
 
-// Every stage answered, as a filter that checks envelope and content does.
-const filter: MilterFilter<undefined> = {
-  connect: () => undefined,
-  helo: () => undefined,
-  envfrom: () => undefined,
-  envrcpt: () => undefined,
-  data: () => undefined,
-  header: () => undefined,
-  eoh: () => undefined,
-  body: () => undefined,
-  eom: (_s, m) => m.addHeader('X-Bench', 'latency'),
-};
+const filter = EVERY_STAGE_FILTER;
 
 interface Row {
   readonly mode: string;

@@ -8,31 +8,15 @@
 //   node dist-test/bench/sendmail-latency.js [sessions]
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { MilterServer, Verdict, type MilterFilter } from '@postfix-milter-ts/protocol';
+import { MilterServer } from '@postfix-milter-ts/protocol';
 import { SendmailInstance } from '../test/harness/sendmail-instance.js';
 import { SmtpClient } from '../test/harness/smtp-client.js';
-import { measureSocketModes } from './socket-modes.js';
+import { EVERY_STAGE_FILTER, measureSocketModes } from './socket-modes.js';
 
 const SESSIONS = Number(process.argv[2] ?? 30);
 const WARM_UP = 3;
 
-// Every stage answered, one header added at end of message, as a filter that checks envelope and content does.
-const filter: MilterFilter<undefined> = {
-  connect: () => undefined,
-  helo: () => undefined,
-  envfrom: () => undefined,
-  envrcpt: () => undefined,
-  data: () => undefined,
-  header: () => undefined,
-  eoh: () => undefined,
-  body: () => undefined,
-  eom: (_s, m) => {
-    m.addHeader('X-Bench', 'latency');
-    return Verdict.accept;
-  },
-  // Sendmail sends no `v` by default over loopback; ask for it so the session knows its MTA.
-  macros: { connect: ['v', 'j', '{daemon_name}'] },
-};
+const filter = EVERY_STAGE_FILTER;
 
 // `data` is DATA, the content and the final dot (the milter's DATA, header, body and end-of-message exchanges).
 const STEPS = ['greeting', 'ehlo', 'mail', 'rcpt', 'data', 'quit'] as const;

@@ -4,7 +4,21 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { MilterFilter } from '@postfix-milter-ts/protocol';
 import { loadQuickAck } from 'postfix-milter-ts/tcp-quickack.js';
+
+/** Every stage answered, one header added at end of message, as a filter that checks envelope and content does. */
+export const EVERY_STAGE_FILTER: MilterFilter<undefined> = {
+  connect: () => undefined,
+  helo: () => undefined,
+  envfrom: () => undefined,
+  envrcpt: () => undefined,
+  data: () => undefined,
+  header: () => undefined,
+  eoh: () => undefined,
+  body: () => undefined,
+  eom: (_s, m) => m.addHeader('X-Bench', 'latency'),
+};
 
 export type MeasureMode<R> = (mode: string, listen: string, afterTcpRead?: (socket: Socket) => void) => Promise<R>;
 

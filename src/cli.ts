@@ -42,6 +42,18 @@ async function readConfig(file: string | undefined, flags: OverrideFlags): Promi
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+/** The per-host settings `serve` and `check-config` take from flags (see config/overrides.ts). */
+function withHostOptions(command: Command): Command {
+  return command
+    .addOption(new Option('-l, --listen <address>', 'milter address: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH (env MILTER_LISTEN)'))
+    .addOption(new Option('--clamd <endpoint>', 'clamd endpoint, repeatable: unix:/PATH or inet:HOST:PORT (env CLAMD_ENDPOINTS, comma-separated)').argParser(collect))
+    .addOption(new Option('--metrics-listen <host:port>', 'metrics listener, e.g. 127.0.0.1:10032 (env METRICS_LISTEN)'));
+}
+
+type HostOptions = { listen?: string; clamd?: string[]; metricsListen?: string };
+
+const hostFlags = (opts: HostOptions): OverrideFlags => ({ listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen });
+
 const program = new Command()
   .name('postfix-milter-ts')
   .description('Mail gateway milter for Postfix and Sendmail: relay-abuse defense, attachment and ClamAV verdicts, Prometheus metrics')
@@ -49,15 +61,14 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EX_USAGE));
 
-program
-  .command('serve')
-  .description('run the milter (on the embedded defaults unless --config is given); SIGHUP reloads, SIGTERM drains')
-  .option('-c, --config <file>', 'YAML config file')
-  .addOption(new Option('-l, --listen <address>', 'milter address: inet:HOST:PORT, inet6:[HOST]:PORT or unix:/PATH (env MILTER_LISTEN)'))
-  .addOption(new Option('--clamd <endpoint>', 'clamd endpoint, repeatable: unix:/PATH or inet:HOST:PORT (env CLAMD_ENDPOINTS, comma-separated)').argParser(collect))
-  .addOption(new Option('--metrics-listen <host:port>', 'metrics listener, e.g. 127.0.0.1:10032 (env METRICS_LISTEN)'))
-  .action(async (opts: { config?: string; listen?: string; clamd?: string[]; metricsListen?: string }) => {
-    const flags: OverrideFlags = { listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen };
+withHostOptions(
+  program
+    .command('serve')
+    .description('run the milter (on the embedded defaults unless --config is given); SIGHUP reloads, SIGTERM drains')
+    .option('-c, --config <file>', 'YAML config file'),
+)
+  .action(async (opts: HostOptions & { config?: string }) => {
+    const flags = hostFlags(opts);
     const config = await readConfig(opts.config, flags);
     const log = createLogger(config.log);
     try {
@@ -76,15 +87,14 @@ program
     }
   });
 
-program
-  .command('check-config')
-  .description('validate a config file and print the effective configuration (defaults filled in) as YAML')
-  .argument('[file]', 'YAML config file; without it, the embedded defaults')
-  .addOption(new Option('-l, --listen <address>', 'as for serve'))
-  .addOption(new Option('--clamd <endpoint>', 'as for serve').argParser(collect))
-  .addOption(new Option('--metrics-listen <host:port>', 'as for serve'))
-  .action(async (file: string | undefined, opts: { listen?: string; clamd?: string[]; metricsListen?: string }) => {
-    const config = await readConfig(file, { listen: opts.listen, clamd: opts.clamd, metricsListen: opts.metricsListen });
+withHostOptions(
+  program
+    .command('check-config')
+    .description('validate a config file and print the effective configuration (defaults filled in) as YAML')
+    .argument('[file]', 'YAML config file; without it, the embedded defaults'),
+)
+  .action(async (file: string | undefined, opts: HostOptions) => {
+    const config = await readConfig(file, hostFlags(opts));
     process.stdout.write(
       `# ${file ?? 'embedded defaults'}: valid.\n` +
         '# Durations are shown in milliseconds and sizes in bytes. To reuse this as a config file, give\n' +
