@@ -240,6 +240,8 @@ export class AttachmentInspector {
   /** Bytes held until the walk or the shortcut is chosen, and while the shortcut runs. */
   private held: Buffer[] = [];
   private heldBytes = 0;
+  /** The last bytes of the header block so far, for a blank line cut between two pushes. */
+  private lastHeaderBytes: Buffer = Buffer.alloc(0);
   private mode: 'headers' | 'shortcut' | 'walk';
   private shortcut: { readonly contentType: string; readonly body: PlainBodyWatch; readonly magic: ContentCollector } | undefined;
 
@@ -277,13 +279,19 @@ export class AttachmentInspector {
     }
     this.hold(chunk);
     if (this.mode === 'headers') {
-      const all = Buffer.concat(this.held);
-      this.held = [all];
-      const end = headerEnd(all);
-      if (end === undefined) {
+      // Only the new bytes (and the 3 before them) can complete the blank line: no re-scan per header.
+      const seen = this.heldBytes - chunk.length;
+      const from = Math.max(0, seen - 3);
+      const window = Buffer.concat([this.lastHeaderBytes, chunk]);
+      this.lastHeaderBytes = window.subarray(-3);
+      const hit = headerEnd(window, from === 0 && seen === 0);
+      if (hit === undefined) {
         if (this.heldBytes > MAX_HEADER_BLOCK) this.startWalk();
         return;
       }
+      const all = Buffer.concat(this.held);
+      this.held = [all];
+      const end = { block: from + hit.block, body: from + hit.body };
       const plain = plainTextBody(all.toString('latin1', 0, end.block));
       if (!plain) {
         this.startWalk();
@@ -369,13 +377,16 @@ export class AttachmentInspector {
   }
 }
 
-/** Where the header block ends: the blank line (CRLF CRLF, or LF LF from a sloppy client). */
-function headerEnd(buf: Buffer): { block: number; body: number } | undefined {
+/**
+ * Where the header block ends in `buf`: the blank line (CRLF CRLF, or LF LF from a sloppy client); `atStart`
+ * when `buf` begins the message, where a leading empty line means there are no headers at all.
+ */
+function headerEnd(buf: Buffer, atStart: boolean): { block: number; body: number } | undefined {
   const crlf = buf.indexOf('\r\n\r\n');
   const lf = buf.indexOf('\n\n');
   if (crlf >= 0 && (lf < 0 || crlf < lf)) return { block: crlf, body: crlf + 4 };
   if (lf >= 0) return { block: lf, body: lf + 2 };
-  if (buf.length > 0 && (buf[0] === 0x0d || buf[0] === 0x0a)) return { block: 0, body: buf[0] === 0x0d ? 2 : 1 };
+  if (atStart && buf.length > 0 && (buf[0] === 0x0d || buf[0] === 0x0a)) return { block: 0, body: buf[0] === 0x0d ? 2 : 1 };
   return undefined;
 }
 
