@@ -52,8 +52,11 @@ interface Connection {
   readonly session: MilterSession<unknown>;
 }
 
-// Packets a session may have waiting (possible only with no-reply steps) before reading pauses.
+// Packets a session may have waiting (possible only with no-reply steps) before reading pauses, by count and
+// by bytes: with body replies waived an MTA sends 64 KB body packets back to back, and 256 of them held per
+// session would be 16 MB; the rest waits in the kernel, and the MTA's writes block until we read again.
 const MAX_QUEUED_FRAMES = 256;
+const MAX_QUEUED_BYTES = 256 * 1024;
 
 // Replies waiting to be sent before reading pauses: a peer that sends commands but never reads its replies
 // must not make us buffer replies without bound.
@@ -240,10 +243,10 @@ export class MilterServer<S> {
         if (packetTimer === undefined) armPacketTimer();
       } else clearPacketTimer();
       if (frames.length > 0) session.receive(frames);
-      if (session.queuedFrames > MAX_QUEUED_FRAMES) socket.pause();
+      if (session.queuedFrames > MAX_QUEUED_FRAMES || session.queuedBytes > MAX_QUEUED_BYTES) socket.pause();
     });
     socket.on('drain', () => {
-      if (session.queuedFrames <= MAX_QUEUED_FRAMES) socket.resume();
+      if (session.queuedFrames <= MAX_QUEUED_FRAMES && session.queuedBytes <= MAX_QUEUED_BYTES) socket.resume();
     });
     socket.on('error', () => {
       // Reset by the peer and similar: the 'close' event that follows does the cleanup.

@@ -135,6 +135,7 @@ export class MilterSession<S> implements SessionContext<S> {
   private readonly macroStore = new MacroStore();
   private queue: Frame[] = [];
   private head = 0;
+  private queuedPayloadBytes = 0;
   private busy = false;
   private ended = false;
   private cleanedUp = false;
@@ -170,6 +171,11 @@ export class MilterSession<S> implements SessionContext<S> {
     return this.queue.length - this.head;
   }
 
+  /** Payload bytes of the packets received and not yet handled. */
+  get queuedBytes(): number {
+    return this.queuedPayloadBytes;
+  }
+
   macro(name: string): string | undefined {
     return this.macroStore.get(name);
   }
@@ -181,7 +187,10 @@ export class MilterSession<S> implements SessionContext<S> {
   /** Feeds decoded frames in arrival order. */
   receive(frames: readonly Frame[]): void {
     if (this.ended) return;
-    for (const f of frames) this.queue.push(f);
+    for (const f of frames) {
+      this.queue.push(f);
+      this.queuedPayloadBytes += f.payload.length;
+    }
     if (!this.busy) this.pump();
   }
 
@@ -208,6 +217,7 @@ export class MilterSession<S> implements SessionContext<S> {
     while (this.head < this.queue.length) {
       if (this.ended) break;
       const frame = this.queue[this.head++] as Frame;
+      this.queuedPayloadBytes -= frame.payload.length;
       let pending: Promise<void> | void;
       try {
         pending = this.handle(decodeCommand(frame));
@@ -229,6 +239,7 @@ export class MilterSession<S> implements SessionContext<S> {
     }
     this.queue = [];
     this.head = 0;
+    this.queuedPayloadBytes = 0;
     if (this.ended) void this.cleanup();
     else this.options.drained?.();
   }

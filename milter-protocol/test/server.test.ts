@@ -2,12 +2,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { MilterServer, Verdict, type MilterFilter, type MilterProtocolError, type MilterServerOptions } from '@postfix-milter-ts/protocol';
-import { MilterClient } from '@postfix-milter-ts/protocol/testing';
+import { MilterServer, Verdict, encodeCommand, type MilterFilter, type MilterProtocolError, type MilterServerOptions } from '@postfix-milter-ts/protocol';
+import { MilterClient, POSTFIX_OFFER } from '@postfix-milter-ts/protocol/testing';
 
 const dirs: string[] = [];
 after(async () => {
@@ -206,4 +207,52 @@ test('a packet over maxFrameLength closes the connection', async (t) => {
   const header = c.send({ type: 'header', name: 'X-Big', value: 'x'.repeat(80_000) });
   await assert.rejects(header);
   assert.equal(errors[0]?.kind, 'frame-too-large');
+});
+
+test('body replies waived and the body hook busy: reading stops after 256 KiB queued, so the MTA is paced by TCP', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let chunks = 0;
+  let serverBytesRead = 0;
+  const { server, address } = await start<undefined>(
+    {
+      noReply: ['body'],
+      body: async () => {
+        chunks++;
+        await gate;
+      },
+      eom: () => undefined,
+    },
+    { afterTcpRead: (socket) => (serverBytesRead = socket.bytesRead) },
+  );
+  t.after(() => server.close(100));
+  const socket = net.connect({ host: '127.0.0.1', port: Number(address.split(':').pop()) });
+  t.after(() => socket.destroy());
+  await once(socket, 'connect');
+  socket.on('data', () => undefined); // replies to OPTNEG, CONNECT and MAIL; not inspected here
+  socket.write(encodeCommand({ type: 'optneg', ...POSTFIX_OFFER }));
+  socket.write(encodeCommand(CONNECT));
+  socket.write(encodeCommand({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] }));
+  // 40 MB of 64 KB body packets, written at once the way an MTA does when body replies are waived.
+  const chunk = encodeCommand({ type: 'body', chunk: Buffer.alloc(65_535, 0x61) });
+  const packets = 640;
+  for (let i = 0; i < packets; i++) socket.write(chunk);
+  await new Promise((r) => setTimeout(r, 400));
+  // Only the first chunk reached the hook; the server read a little past the bound and left the rest in the
+  // kernel. Bounded by packet count alone (256) it used to read 16 MB here.
+  assert.equal(chunks, 1);
+  assert.ok(serverBytesRead > 256 * 1024 && serverBytesRead < 512 * 1024, `the server read ${serverBytesRead} bytes while the body hook was busy`);
+  release();
+  socket.write(encodeCommand({ type: 'eom', chunk: Buffer.alloc(0) }));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${chunks} body chunks handled`)), 20_000);
+    const poll = setInterval(() => {
+      if (chunks === packets) {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    }, 20);
+  });
+  assert.ok(serverBytesRead >= packets * chunk.length);
 });

@@ -4,6 +4,7 @@
 // Other archive formats (rar, 7z, …) are recognised by magic but not listed: clamd looks inside them.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
+import { inflateRawSync } from 'node:zlib';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import type { ArchiveLimits } from './attachment-config.js';
 import { type ContentRules, checkContent } from './content-rules.js';
@@ -32,6 +33,13 @@ export interface ArchiveReport {
 
 const YIELD_EVERY_ENTRIES = 32;
 const BOMB_MIN_BYTES = 1024 * 1024;
+/** Members up to these sizes are inflated in one synchronous call (a zlib stream per member costs more). */
+const SMALL_MEMBER_COMPRESSED = 16 * 1024;
+const SMALL_MEMBER_EXPANDED = 256 * 1024;
+const LOCAL_HEADER_SIGNATURE = 0x04034b50;
+const LOCAL_HEADER_BYTES = 30;
+const STORED = 0;
+const DEFLATED = 8;
 
 function openZip(buf: Buffer): Promise<ZipFile> {
   return new Promise((resolve, reject) => {
@@ -78,6 +86,29 @@ function openStream(zip: ZipFile, entry: Entry): Promise<Readable> {
       else resolve(stream);
     });
   });
+}
+
+/**
+ * A small stored or deflated member read straight from the archive buffer: its whole content, or undefined
+ * when the member is not small or its local header does not check out (the caller then uses yauzl's stream,
+ * which validates everything). The output bound holds even when the central directory lies about sizes.
+ */
+function readSmallMember(buf: Buffer, entry: Entry): Buffer | undefined {
+  if (entry.compressedSize > SMALL_MEMBER_COMPRESSED || entry.uncompressedSize > SMALL_MEMBER_EXPANDED) return undefined;
+  if (entry.compressionMethod !== STORED && entry.compressionMethod !== DEFLATED) return undefined;
+  const at = entry.relativeOffsetOfLocalHeader;
+  if (at + LOCAL_HEADER_BYTES > buf.length || buf.readUInt32LE(at) !== LOCAL_HEADER_SIGNATURE) return undefined;
+  const start = at + LOCAL_HEADER_BYTES + buf.readUInt16LE(at + 26) + buf.readUInt16LE(at + 28);
+  const end = start + entry.compressedSize;
+  if (end > buf.length) return undefined;
+  const data = buf.subarray(start, end);
+  if (entry.compressionMethod === STORED) return data.length === entry.uncompressedSize ? data : undefined;
+  try {
+    const out = inflateRawSync(data, { maxOutputLength: SMALL_MEMBER_EXPANDED });
+    return out.length === entry.uncompressedSize ? out : undefined;
+  } catch {
+    return undefined; // corrupt, truncated or larger than declared: let the stream path report it
+  }
 }
 
 /** Reads up to `max` bytes of a member (stops and destroys the stream there); `complete` says whether all came. */
@@ -159,22 +190,28 @@ export async function inspectZip(buf: Buffer, name: string, path: string, depth:
       if (entry.uncompressedSize === 0 || !entry.canDecodeFileData()) continue;
 
       let head: Buffer;
-      let stream: Readable;
-      try {
-        stream = await openStream(zip, entry);
-      } catch {
-        findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
-        continue;
-      }
-      // Read a little first; only a nested zip is read whole, and only within the size limit.
       let complete: boolean;
-      try {
-        ({ bytes: head, complete } = await readUpTo(stream, MAGIC_HEAD_BYTES));
-      } catch {
-        findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
-        continue;
+      const small = readSmallMember(buf, entry);
+      if (small !== undefined) {
+        head = small;
+        complete = true;
+      } else {
+        let stream: Readable;
+        try {
+          stream = await openStream(zip, entry);
+        } catch {
+          findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
+          continue;
+        }
+        // Read a little first; only a nested zip is read whole, and only within the size limit.
+        try {
+          ({ bytes: head, complete } = await readUpTo(stream, MAGIC_HEAD_BYTES));
+        } catch {
+          findings.push(...unlistable(ctx, 'archive-unreadable', shown, memberPath));
+          continue;
+        }
       }
-      const detected = detectType(head);
+      const detected = detectType(head.length > MAGIC_HEAD_BYTES ? head.subarray(0, MAGIC_HEAD_BYTES) : head);
       findings.push(...checkContent(detected, names, '', ctx.content, memberPath));
       if (detected !== 'zip') continue;
       if (depth >= limits.maxDepth) {

@@ -233,6 +233,17 @@ const MAX_HEADER_BLOCK = 256 * 1024;
 // The shortcut keeps the message so far, to hand it to the full walk if the body asks for it.
 const MAX_SHORTCUT_BYTES = 1024 * 1024;
 
+// One config serves every message until a reload replaces it: its rules are compiled once.
+const rulesByConfig = new WeakMap<AttachmentsConfig, { readonly names: NameRules; readonly content: ContentRules }>();
+function compiledRules(config: AttachmentsConfig): { readonly names: NameRules; readonly content: ContentRules } {
+  let rules = rulesByConfig.get(config);
+  if (rules === undefined) {
+    rules = { names: compileNameRules(config), content: compileContentRules(config) };
+    rulesByConfig.set(config, rules);
+  }
+  return rules;
+}
+
 export class AttachmentInspector {
   private readonly shared: Shared;
   private root: MessageWalker | undefined;
@@ -246,14 +257,15 @@ export class AttachmentInspector {
   private shortcut: { readonly contentType: string; readonly body: PlainBodyWatch; readonly magic: ContentCollector } | undefined;
 
   constructor(config: AttachmentsConfig) {
+    const { names, content } = compiledRules(config);
     this.shared = {
       config,
-      names: compileNameRules(config),
-      content: compileContentRules(config),
+      names,
+      content,
       archive: {
         limits: config.archives,
-        names: compileNameRules(config),
-        content: compileContentRules(config),
+        names,
+        content,
         budget: { expandedLeft: config.archives.maxExpandedBytes },
         cancelled: () => this.shared.aborted,
       },

@@ -56,8 +56,15 @@ function at(buf: Uint8Array, offset: number, sig: readonly number[]): boolean {
   for (let i = 0; i < sig.length; i++) if (buf[offset + i] !== sig[i]) return false;
   return true;
 }
-function ascii(s: string): number[] {
-  return Array.from(s, (c) => c.charCodeAt(0));
+// Signatures written as text are turned into byte lists once, not on every detection.
+const asciiSignatures = new Map<string, readonly number[]>();
+function ascii(s: string): readonly number[] {
+  let bytes = asciiSignatures.get(s);
+  if (bytes === undefined) {
+    bytes = Array.from(s, (c) => c.charCodeAt(0));
+    asciiSignatures.set(s, bytes);
+  }
+  return bytes;
 }
 function u32le(buf: Uint8Array, offset: number): number | undefined {
   if (offset + 4 > buf.length) return undefined;

@@ -2,15 +2,21 @@
 //  - every leaf part, text bodies included, is emitted as an attachment stream (the stock parser buffers
 //    text/plain and text/html parts whole in memory and converts them, which we neither need nor want);
 //  - the raw header lines of each part are kept (the stock parser hands out only decoded values, one per
-//    parameter, from the first header), keyed by the part's parsed-headers Map.
-// Both reach into mailparser internals (the `textTypes` field and the `processHeaders` method of 3.14);
-// `hasRawHeaderAccess` / `streamsTextParts` say whether they took, and the unit tests fail if an upgrade
-// removes them.
+//    parameter, from the first header), keyed by the part's parsed-headers Map;
+//  - a redundant second end() of the last part's decoder is skipped (it only built a discarded error).
+// These reach into mailparser internals (the `textTypes` field, the `processHeaders` and `endStream` methods of
+// 3.14); `hasRawHeaderAccess` / `streamsTextParts` say whether the first two took, and the unit tests fail if an
+// upgrade removes them.
 import { MailParser, type MailParserOptions } from 'mailparser';
 import type { RawHeaderLine } from './mime-names.js';
 
 type ProcessHeaders = (this: MailParser, lines: RawHeaderLine[]) => unknown;
 const stockProcessHeaders = (MailParser.prototype as unknown as { processHeaders?: ProcessHeaders }).processHeaders;
+const stockEndStream = (MailParser.prototype as unknown as { endStream?: (this: MailParser) => void }).endStream;
+
+interface ParserInternals {
+  curnode?: { decoder?: { readonly writableEnded?: boolean } | null } | null;
+}
 
 export class InspectingMailParser extends MailParser {
   readonly rawHeaders = new WeakMap<object, readonly RawHeaderLine[]>();
@@ -22,6 +28,26 @@ export class InspectingMailParser extends MailParser {
     const internals = this as unknown as { textTypes?: unknown };
     this.streamsTextParts = Array.isArray(internals.textTypes);
     if (this.streamsTextParts) internals.textTypes = [];
+  }
+
+  /**
+   * At the end of the stream mailparser ends the last part's decoder, which is usually ended already; ending
+   * an ended stream builds an error object (a stack capture per message) that nobody reads. Skip that end.
+   */
+  endStream(): void {
+    if (!stockEndStream) return;
+    const node = (this as unknown as ParserInternals).curnode;
+    const decoder = node?.decoder;
+    if (node && decoder?.writableEnded === true) {
+      node.decoder = null;
+      try {
+        stockEndStream.call(this);
+      } finally {
+        node.decoder = decoder;
+      }
+      return;
+    }
+    stockEndStream.call(this);
   }
 
   /** Called by MailParser for every MIME node's headers; returns the Map later found on `attachment.headers`. */
