@@ -37,7 +37,8 @@ export interface MilterServerOptions {
   readonly unixSocketMode?: number;
   readonly observer?: ServerObserver;
   /**
-   * Called for a TCP connection when it opens and after every read. Sendmail writes the macro packet and the
+   * Called for a TCP connection when it opens and after every read that does not end with a command whose reply
+   * the MTA waits for (that reply carries the ACK). Sendmail writes the macro packet and the
    * command as two small writes; with Nagle on its side, the command waits for our delayed ACK (~40 ms).
    * Postfix shows no such stall in a single session, but under concurrent load quick ACKs still raised
    * throughput through Postfix by about 1.5× (measured), so they are not switched off for it.
@@ -228,7 +229,6 @@ export class MilterServer<S> {
       }, this.options.packetTimeoutMs);
     };
     socket.on('data', (chunk: Buffer) => {
-      afterRead?.(socket);
       let frames;
       try {
         frames = decoder.push(chunk);
@@ -242,6 +242,9 @@ export class MilterServer<S> {
       if (decoder.bufferedBytes > 0) {
         if (packetTimer === undefined) armPacketTimer();
       } else clearPacketTimer();
+      // An MTA that now waits for our reply gets the ACK with it; otherwise it may be holding its next packet.
+      const last = frames[frames.length - 1];
+      if (afterRead !== undefined && (decoder.bufferedBytes > 0 || last === undefined || !session.awaitsReply(last))) afterRead(socket);
       if (frames.length > 0) session.receive(frames);
       if (session.queuedFrames > MAX_QUEUED_FRAMES || session.queuedBytes > MAX_QUEUED_BYTES) socket.pause();
     });

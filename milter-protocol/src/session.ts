@@ -65,6 +65,18 @@ const NO_REPLY_FLAG: Record<NoReplyStage, number> = {
   unknown: ProtocolFlag.NR_UNKN,
 };
 
+const NO_REPLY_FLAG_BY_CODE: ReadonlyMap<number, number> = new Map([
+  [CommandCode.CONNECT, ProtocolFlag.NR_CONN],
+  [CommandCode.HELO, ProtocolFlag.NR_HELO],
+  [CommandCode.MAIL, ProtocolFlag.NR_MAIL],
+  [CommandCode.RCPT, ProtocolFlag.NR_RCPT],
+  [CommandCode.DATA, ProtocolFlag.NR_DATA],
+  [CommandCode.HEADER, ProtocolFlag.NR_HDR],
+  [CommandCode.EOH, ProtocolFlag.NR_EOH],
+  [CommandCode.BODY, ProtocolFlag.NR_BODY],
+  [CommandCode.UNKNOWN, ProtocolFlag.NR_UNKN],
+]);
+
 const MACRO_STAGE: Record<MacroStageName, number> = {
   connect: MacroStage.CONNECT,
   helo: MacroStage.HELO,
@@ -174,6 +186,17 @@ export class MilterSession<S> implements SessionContext<S> {
   /** Payload bytes of the packets received and not yet handled. */
   get queuedBytes(): number {
     return this.queuedPayloadBytes;
+  }
+
+  /**
+   * Whether the MTA, having sent this packet, waits for our reply before it sends anything else. After such
+   * a packet our reply carries the TCP ACK; after any other (macros, waived replies) the MTA may be holding
+   * its next small write until the ACK comes (Nagle), so the transport should ACK at once.
+   */
+  awaitsReply(frame: Frame): boolean {
+    const noReplyFlag = NO_REPLY_FLAG_BY_CODE.get(frame.code);
+    if (noReplyFlag !== undefined) return (this.negotiated.protocol & noReplyFlag) === 0;
+    return frame.code === CommandCode.OPTNEG || frame.code === CommandCode.BODYEOB;
   }
 
   macro(name: string): string | undefined {

@@ -213,7 +213,8 @@ test('body replies waived and the body hook busy: reading stops after 256 KiB qu
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   let chunks = 0;
-  let serverBytesRead = 0;
+  let serverSocket: net.Socket | undefined;
+  const serverBytesRead = (): number => serverSocket?.bytesRead ?? 0;
   const { server, address } = await start<undefined>(
     {
       noReply: ['body'],
@@ -223,7 +224,7 @@ test('body replies waived and the body hook busy: reading stops after 256 KiB qu
       },
       eom: () => undefined,
     },
-    { afterTcpRead: (socket) => (serverBytesRead = socket.bytesRead) },
+    { afterTcpRead: (socket) => (serverSocket = socket) },
   );
   t.after(() => server.close(100));
   const socket = net.connect({ host: '127.0.0.1', port: Number(address.split(':').pop()) });
@@ -241,7 +242,7 @@ test('body replies waived and the body hook busy: reading stops after 256 KiB qu
   // Only the first chunk reached the hook; the server read a little past the bound and left the rest in the
   // kernel. Bounded by packet count alone (256) it used to read 16 MB here.
   assert.equal(chunks, 1);
-  assert.ok(serverBytesRead > 256 * 1024 && serverBytesRead < 512 * 1024, `the server read ${serverBytesRead} bytes while the body hook was busy`);
+  assert.ok(serverBytesRead() > 256 * 1024 && serverBytesRead() < 512 * 1024, `the server read ${serverBytesRead()} bytes while the body hook was busy`);
   release();
   socket.write(encodeCommand({ type: 'eom', chunk: Buffer.alloc(0) }));
   await new Promise<void>((resolve, reject) => {
@@ -254,5 +255,26 @@ test('body replies waived and the body hook busy: reading stops after 256 KiB qu
       }
     }, 20);
   });
-  assert.ok(serverBytesRead >= packets * chunk.length);
+  assert.ok(serverBytesRead() >= packets * chunk.length);
+});
+
+test('afterTcpRead runs at open and after reads the MTA does not wait on (macros, waived replies), not after a command it waits on', async (t) => {
+  let calls = 0;
+  const { server, address } = await start<undefined>(
+    { noReply: ['header'], header: () => undefined, envfrom: () => undefined, eom: () => undefined },
+    { afterTcpRead: () => calls++ },
+  );
+  t.after(() => server.close(100));
+  const client = await MilterClient.connect(address);
+  await client.negotiate();
+  await client.send(CONNECT);
+  assert.equal(calls, 1); // at open only: OPTNEG and CONNECT were each answered
+  await client.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] });
+  assert.equal(calls, 1);
+  await client.send({ type: 'header', name: 'Subject', value: 'x' }); // waived: the MTA goes on writing
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(calls, 2);
+  await client.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  assert.equal(calls, 2);
+  await client.quit();
 });

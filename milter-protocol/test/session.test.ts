@@ -397,6 +397,24 @@ test('waived replies (NR_HDR): no reply per header, a refusal from the header ho
   assert.deepEqual(r, [{ type: 'replycode', text: '554 5.7.1 bad subject' }]);
 });
 
+test('awaitsReply: true for packets the MTA waits on after negotiation, false for macros and waived replies', async () => {
+  const h = new Harness<undefined>({ noReply: ['helo', 'header', 'body'], helo: () => undefined, header: () => undefined, body: () => undefined });
+  const awaits = (p: Buffer | MilterCommand): boolean => h.session.awaitsReply(new FrameDecoder().push(Buffer.isBuffer(p) ? p : encodeCommand(p))[0]!);
+  assert.equal(awaits(POSTFIX_OFFER), true);
+  await h.open();
+  const answered: Record<string, Buffer> = { mail: CV.V20_mail_null_sender, rcpt: CV.V22_rcpt, eom: CV.V31_eom, connect: CV.V5_connect_localhost };
+  const silent: Record<string, Buffer | MilterCommand> = {
+    header: CV.V23_header_subject,
+    helo: { type: 'helo', name: 'client.example' },
+    body: { type: 'body', chunk: Buffer.from('x') },
+    macro: { type: 'macro', stage: 77, macros: [['i', 'Q1']] },
+    abort: { type: 'abort' },
+    quit: { type: 'quit' },
+  };
+  for (const [name, p] of Object.entries(answered)) assert.equal(awaits(p), true, name);
+  for (const [name, p] of Object.entries(silent)) assert.equal(awaits(p), false, name);
+});
+
 test('a slow EOM hook sends progress packets on the interval, then one final reply', async () => {
   const h = new Harness<undefined>({ eom: () => new Promise((r) => setTimeout(() => r(Verdict.accept), 130)) }, 40);
   await h.open();
