@@ -1,5 +1,6 @@
 // One short clamd command (PING, VERSION) on its own connection, with one deadline covering connect and reply.
-// Used by health checks; scans go through ClamdInstream.
+// Used by health checks and the IDSESSION support check; scans go through ClamdInstream.
+import type net from 'node:net';
 import { parseClamdVersion, type ClamdVersion } from '../metrics/clamd-version.js';
 import { connectClamd, formatClamdEndpoint, type ClamdEndpoint } from './clamd-endpoint.js';
 import { MAX_REPLY_BYTES, printableReply, replyText } from './clamd-reply.js';
@@ -53,6 +54,76 @@ export async function clamdCommand(endpoint: ClamdEndpoint, command: string, tim
     connected.on('close', () => fail('connection closed without a reply'));
     connected.on('error', (err) => fail(err.message));
     connected.write(`z${command}\0`);
+  });
+}
+
+/** How long a session closed with `zEND\0` may take to close before we drop it ourselves. */
+const END_GRACE_MS = 1000;
+
+/**
+ * Closes an IDSESSION connection politely: `zEND\0`, then our side; clamd closes its side on END. A connection
+ * that is still open after END_GRACE_MS is destroyed. Safe on a socket nobody else listens to any more.
+ */
+export function endClamdSession(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  socket.on('error', () => socket.destroy());
+  socket.on('close', () => clearTimeout(timer));
+  const timer = setTimeout(() => socket.destroy(), END_GRACE_MS);
+  timer.unref();
+  socket.resume(); // read (and drop) whatever comes, so clamd's close is seen
+  socket.end('zEND\0');
+}
+
+/**
+ * Whether the endpoint speaks IDSESSION (clamd has since 0.95): `zIDSESSION\0zPING\0` must be answered
+ * `1: PONG`; the check's connection is then closed with `zEND\0`. Resolves false for any other answer (a
+ * clamd-compatible server without sessions answers `UNKNOWN COMMAND` and closes). Rejects like a failed
+ * connection — ClamdConnectError, or ClamdCommandError when clamd accepted but did not answer within the one
+ * deadline `timeoutMs` — so the caller treats the endpoint as down, as it would after a PING probe.
+ */
+export async function clamdSessionSupport(endpoint: ClamdEndpoint, timeoutMs: number): Promise<boolean> {
+  const started = Date.now();
+  const socket = await connectClamd(endpoint, timeoutMs);
+  const left = Math.max(1, timeoutMs - (Date.now() - started));
+  return new Promise<boolean>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const timer = setTimeout(() => fail(`no reply within ${timeoutMs} ms`), left);
+    function finish(): void {
+      settled = true;
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.removeAllListeners('end');
+      socket.removeAllListeners('close');
+    }
+    function fail(why: string): void {
+      if (settled) return;
+      finish();
+      socket.destroy();
+      reject(new ClamdCommandError(endpoint, 'IDSESSION', why));
+    }
+    function answered(): void {
+      if (settled) return;
+      finish();
+      const reply = replyText(Buffer.concat(parts));
+      if (reply === '1: PONG') {
+        endClamdSession(socket);
+        resolve(true);
+      } else {
+        socket.destroy();
+        resolve(false);
+      }
+    }
+    socket.on('data', (data: Buffer) => {
+      parts.push(data);
+      size += data.length;
+      if (data.includes(0) || size > MAX_REPLY_BYTES) answered();
+    });
+    socket.on('end', () => (size > 0 ? answered() : fail('connection closed without a reply')));
+    socket.on('close', () => (size > 0 ? answered() : fail('connection closed without a reply')));
+    socket.on('error', (err) => fail(err.message));
+    socket.write('zIDSESSION\0zPING\0');
   });
 }
 

@@ -47,3 +47,28 @@ export function parseScanReply(raw: Buffer | string): ScanResult {
   if (text === '') return scanFailure('protocol', 'clamd sent an empty reply');
   return scanFailure('protocol', `clamd sent a reply that is not a scan result: ${printableReply(text)}`);
 }
+
+/** `<id>: ` in front of every reply on an IDSESSION connection. */
+const SESSION_PREFIX = /^(\d{1,10}): /;
+
+/**
+ * Reads clamd's answer to request `expectedId` of an IDSESSION connection (`1: stream: OK`): the `<id>: ` prefix
+ * must name exactly that request and is taken off before `parseScanReply`. A reply for another request is a
+ * 'protocol' failure: the connection is out of step and nothing on it can be believed. A reply without any
+ * prefix is a 'protocol' failure too, unless it is itself a failure (an error clamd sent for the connection
+ * rather than the request), which stays that failure.
+ */
+export function parseSessionScanReply(raw: Buffer | string, expectedId: number): ScanResult {
+  const text = typeof raw === 'string' ? raw : raw.toString('latin1');
+  const prefix = SESSION_PREFIX.exec(text);
+  if (prefix === null) {
+    const result = parseScanReply(text);
+    if (result.type === 'failed') return result;
+    return scanFailure('protocol', `clamd answered ${printableReply(replyText(text))} on a session without a request id (expected "${expectedId}: …")`);
+  }
+  const id = Number(prefix[1]);
+  if (id !== expectedId) {
+    return scanFailure('protocol', `clamd answered request ${id} on a session where request ${expectedId} was pending: ${printableReply(replyText(text))}`);
+  }
+  return parseScanReply(text.slice(prefix[0].length));
+}

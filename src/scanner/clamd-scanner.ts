@@ -1,11 +1,13 @@
 // The virus scanner the milter uses: several clamd endpoints tried in order with failover, health checks with a
 // quick re-probe of dead endpoints, a bounded number of scans in flight, a deadline per scan, and a scan limit
-// in bytes. Every scan ends in a ScanResult value; nothing here throws for a scan outcome.
+// in bytes. Scans reuse IDSESSION connections per endpoint (clamd-session-pool.ts). Every scan ends in a
+// ScanResult value; nothing here throws for a scan outcome.
 import type { ClamdVersion } from '../metrics/clamd-version.js';
 import { clamdVersion, exceedsStreamLimit, pingClamd } from './clamd-command.js';
 import type { ClamavConfig } from './clamd-config.js';
-import { connectClamd, parseClamdEndpoint, type ClamdEndpoint } from './clamd-endpoint.js';
+import { parseClamdEndpoint, type ClamdEndpoint } from './clamd-endpoint.js';
 import { ClamdInstream } from './clamd-instream.js';
+import { ClamdSessionPool } from './clamd-session-pool.js';
 import { ScanSlots, type ReleaseSlot } from './scan-slots.js';
 import { scanFailure, type ScanFailure, type ScanResult } from './scan-result.js';
 
@@ -58,6 +60,8 @@ export interface VirusScan {
 interface EndpointState {
   readonly spec: string;
   readonly address: ClamdEndpoint;
+  /** Open session connections to this endpoint, idle between scans. */
+  readonly pool: ClamdSessionPool;
   /** undefined until the first probe or connection attempt. */
   up: boolean | undefined;
   lastCheck: Date | null;
@@ -67,6 +71,9 @@ interface EndpointState {
   nextProbeAt: number;
   probing: boolean;
 }
+
+/** Why a settled scan stops waiting for a slot. */
+const SCAN_SETTLED = 'the scan already has an outcome';
 
 /** How much written data may wait in memory while no clamd connection is open yet. */
 const QUEUE_HIGH_WATER = 1024 * 1024;
@@ -94,17 +101,21 @@ export class ClamdScanner {
   constructor(config: ClamdScannerConfig, options: ClamdScannerOptions = {}) {
     this.config = config;
     this.#options = options;
-    this.#endpoints = config.endpoints.map((spec) => ({
-      spec,
-      address: parseClamdEndpoint(spec),
-      up: undefined,
-      lastCheck: null,
-      lastError: null,
-      version: null,
-      probeTimer: undefined,
-      nextProbeAt: 0,
-      probing: false,
-    }));
+    this.#endpoints = config.endpoints.map((spec) => {
+      const address = parseClamdEndpoint(spec);
+      return {
+        spec,
+        address,
+        pool: new ClamdSessionPool(address, { maxIdle: config.maxConcurrentScans, connectTimeoutMs: config.connectTimeout }),
+        up: undefined,
+        lastCheck: null,
+        lastError: null,
+        version: null,
+        probeTimer: undefined,
+        nextProbeAt: 0,
+        probing: false,
+      };
+    });
     this.#slots = new ScanSlots(config.maxConcurrentScans);
     this.#context = {
       config,
@@ -128,7 +139,7 @@ export class ClamdScanner {
     return this.health();
   }
 
-  /** Stops health checks and aborts scans in flight (their finish() resolves as failed). */
+  /** Stops health checks, aborts scans in flight (their finish() resolves as failed), closes idle connections. */
   close(): void {
     this.#closed = true;
     this.#running = false;
@@ -137,6 +148,7 @@ export class ClamdScanner {
       state.probeTimer = undefined;
     }
     for (const scan of this.#scans) scan.fail(scanFailure('error', 'the scanner was shut down'));
+    for (const state of this.#endpoints) state.pool.close();
   }
 
   health(): ClamdScannerHealth {
@@ -186,6 +198,8 @@ export class ClamdScanner {
   }
 
   #setState(state: EndpointState, up: boolean, why: string | null): void {
+    // Idle connections to an endpoint found down are most likely dead too; its IDSESSION support is checked again.
+    if (!up) state.pool.reset();
     const changed = state.up !== up;
     state.up = up;
     state.lastError = why;
@@ -337,24 +351,31 @@ class StreamingScan implements VirusScan {
     if (this.#outcome === undefined) instream.end();
   }
 
+  /**
+   * A connection from the first candidate endpoint that gives one: an idle session connection, or a new one. A
+   * new connection that fails marks its endpoint down; a reused one that dies mid-scan is a lost connection
+   * (ClamdInstream's onConnectionLost), as with a new one.
+   */
   async #connect(): Promise<ClamdInstream | undefined> {
     const config = this.#context.config;
     const failures: string[] = [];
     for (const state of this.#context.candidates()) {
       if (this.#outcome !== undefined) return undefined;
       try {
-        const socket = await connectClamd(state.address, config.connectTimeout);
+        const connection = await state.pool.acquire();
         if (this.#outcome !== undefined) {
-          socket.destroy();
+          connection.release(false);
           return undefined;
         }
         this.#context.markUp(state);
         this.#endpoint = state.spec;
-        this.#instream = new ClamdInstream(socket, {
+        this.#instream = new ClamdInstream(connection.socket, {
           chunkBytes: config.chunkSize,
           sendTimeoutMs: config.sendTimeout,
+          ...(connection.requestId === undefined ? {} : { requestId: connection.requestId }),
           onConnectionLost: (why) => this.#context.markDown(state, why),
           exceedsStreamLimit: (bytes) => exceedsStreamLimit(state.address, bytes, config.connectTimeout),
+          onDone: (reusable) => connection.release(reusable),
         });
         return this.#instream;
       } catch (e) {
@@ -379,7 +400,7 @@ class StreamingScan implements VirusScan {
     this.#outcome = result;
     this.#phase = 'done';
     clearTimeout(this.#deadline);
-    this.#abort.abort();
+    this.#abort.abort(SCAN_SETTLED); // a given reason: abort() without one builds a DOMException per scan
     this.#queue = [];
     this.#queuedBytes = 0;
     if (result.type === 'failed') this.#instream?.abort(result);

@@ -126,7 +126,7 @@ test("when the size-limit reply is lost to a reset, a probe on a new connection 
   for (let i = 0; i < 20; i++) await scan.write(Buffer.alloc(8 * 1024, 'a'));
   const result = await scan.finish();
   assert.equal(failedReason(result), 'size-limit', JSON.stringify(result));
-  assert.equal(f.connections, 2, 'the scan, then one probe');
+  assert.equal(f.connections, 3, 'the IDSESSION check (this fake has no sessions), the scan, then one probe');
   assert.equal(s.health().endpoints[0]?.lastError, null, 'a size refusal does not mark clamd down');
 
   // Under the limit, a lost connection stays an 'error' (the probe is not refused).
@@ -142,9 +142,10 @@ test("a message over our maxScanBytes fails as 'size-limit' at once, and the cla
   const f = await fake();
   const s = scanner([f.endpoint], { maxScanBytes: '64K', chunkSize: '8K' });
   const scan = s.begin();
-  await scan.write(Buffer.alloc(8 * 1024, 'b'));
+  // More than a chunk: a full chunk goes out once more data follows it.
+  await scan.write(Buffer.alloc(9 * 1024, 'b'));
   await waitFor('streaming to clamd', () => (f.scans[0]?.data.length ?? 0) > 0);
-  for (let i = 0; i < 9; i++) await scan.write(Buffer.alloc(8 * 1024, 'b'));
+  for (let i = 0; i < 8; i++) await scan.write(Buffer.alloc(8 * 1024, 'b'));
   const result = await scan.finish();
   assert.equal(failedReason(result), 'size-limit');
   assert.match(result.type === 'failed' ? result.detail : '', /maxScanBytes/);
@@ -214,7 +215,7 @@ test("when every scan slot stays busy past the admission wait the scan fails as 
   const result = await second.finish();
   assert.equal(failedReason(result), 'overloaded');
   assert.ok(Date.now() - started < 1000);
-  assert.equal(f.connections, 1, 'the overloaded scan never connected');
+  assert.equal(f.connections, 2, 'the IDSESSION check and the first scan: the overloaded scan never connected');
   first.abort();
   assert.equal(failedReason(await firstResult), 'error');
   // The slot is free again.
@@ -359,7 +360,7 @@ test('an answer before the end of the stream is not believed', async () => {
   const f = await fake({ scan: { kind: 'reply-early', reply: 'stream: OK' } });
   const scan = scanner([f.endpoint]).begin();
   await scan.write(Buffer.from('x'));
-  await waitFor('the early answer', () => f.connections === 1 && f.openConnections === 0);
+  await waitFor('the early answer', () => f.scans.length === 1 && f.openConnections === 0);
   const result = await scan.finish();
   assert.equal(failedReason(result), 'protocol');
   assert.match(result.type === 'failed' ? result.detail : '', /before the end of the stream/);
