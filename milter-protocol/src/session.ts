@@ -153,6 +153,12 @@ export class MilterSession<S> implements SessionContext<S> {
   private cleanedUp = false;
   /** A verdict from a stage whose reply was waived, given at the next answered command of the message. */
   private heldVerdict: Verdict | undefined;
+  /**
+   * A verdict from a waived CONNECT or HELO hook (or its failure): it concerns the connection, so it is given
+   * at the first answered command of every message of the session, the way an MTA refuses every transaction
+   * of a client refused at connect.
+   */
+  private sessionVerdict: Verdict | undefined;
   /** Sends progress while a hook works; stopped when it settles or the connection goes away. */
   private progressTimer: NodeJS.Timeout | undefined;
 
@@ -435,6 +441,7 @@ export class MilterSession<S> implements SessionContext<S> {
       this.phase = 'connect';
       this.step = 0;
       this.heldVerdict = undefined;
+      this.sessionVerdict = undefined;
       this.state = this.newState();
     };
     return done();
@@ -503,7 +510,9 @@ export class MilterSession<S> implements SessionContext<S> {
   }
 
   private hold(v: Verdict | void): void {
-    if (v && v.type !== 'continue' && v.type !== 'skip' && this.heldVerdict === undefined) this.heldVerdict = v;
+    if (!v || v.type === 'continue' || v.type === 'skip') return;
+    if (this.phase !== 'message') this.sessionVerdict ??= v;
+    else this.heldVerdict ??= v;
   }
 
   private callHook(stage: CommandType, hook: () => HookResult, decide: (v: Verdict | void) => void, answers: boolean): Promise<void> | void {
@@ -538,7 +547,7 @@ export class MilterSession<S> implements SessionContext<S> {
   private hookFailed(stage: CommandType, error: unknown, answers: boolean): void {
     this.options.observer?.hookError?.(this.id, stage, error);
     if (answers) this.reply(stage, Verdict.tempfail());
-    else if (this.heldVerdict === undefined) this.heldVerdict = Verdict.tempfail();
+    else this.hold(Verdict.tempfail());
     if (stage === 'eom') {
       this.phase = 'session';
       this.step = 0;
@@ -548,8 +557,9 @@ export class MilterSession<S> implements SessionContext<S> {
   }
 
   private takeHeld(v: Verdict): Verdict {
-    if (v.type !== 'continue' || this.heldVerdict === undefined) return v;
+    if (v.type !== 'continue') return v;
     const held = this.heldVerdict;
+    if (held === undefined) return this.sessionVerdict ?? v;
     this.heldVerdict = undefined;
     return held;
   }

@@ -397,6 +397,24 @@ test('waived replies (NR_HDR): no reply per header, a refusal from the header ho
   assert.deepEqual(r, [{ type: 'replycode', text: '554 5.7.1 bad subject' }]);
 });
 
+test('waived CONNECT reply (NR_CONN): a refusal at connect is given at MAIL of every message, until QUIT_NC', async () => {
+  let refuse = true;
+  const h = new Harness<undefined>({
+    noReply: ['connect'],
+    connect: () => (refuse ? Verdict.tempfail({ code: 451, xcode: '4.7.1', text: 'too many connections' }) : undefined),
+    envfrom: () => undefined,
+  });
+  const opened = await h.feed(POSTFIX_OFFER, { type: 'macro', stage: 0x43, macros: POSTFIX_CONNECT_MACROS }, CV.V5_connect_localhost);
+  assert.deepEqual(types(opened), ['optneg']); // no reply to CONNECT
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(await h.feed(CV.V20_mail_null_sender), [{ type: 'replycode', text: '451 4.7.1 too many connections' }]);
+    await h.feed(CV.V31_abort);
+  }
+  refuse = false;
+  await h.feed({ type: 'quit-nc' }, CV.V5_connect_localhost);
+  assert.deepEqual(await h.feed(CV.V20_mail_null_sender), [{ type: 'continue' }]);
+});
+
 test('awaitsReply: true for packets the MTA waits on after negotiation, false for macros and waived replies', async () => {
   const h = new Harness<undefined>({ noReply: ['helo', 'header', 'body'], helo: () => undefined, header: () => undefined, body: () => undefined });
   const awaits = (p: Buffer | MilterCommand): boolean => h.session.awaitsReply(new FrameDecoder().push(Buffer.isBuffer(p) ? p : encodeCommand(p))[0]!);

@@ -90,13 +90,14 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   return {
     macros: MACROS,
     headerLeadingSpace: true,
-    // These hooks only record and stream; waiving their replies lets the MTA send HELO, DATA, every header and
-    // every body chunk without waiting (a round trip each). A failure there is held and given at the next
-    // answered command, so it still tempfails the message. Body chunks are paced by TCP instead: while the
+    // These hooks only record and stream; waiving their replies lets the MTA send CONNECT, HELO, DATA, every
+    // header and every body chunk without waiting (a round trip each). A failure there is held and given at the
+    // next answered command, so it still tempfails the message; a refusal at CONNECT (the connection rate
+    // limit) is given at MAIL of every message of that connection. Body chunks are paced by TCP instead: while the
     // body hook waits for clamd and the parser, packets queue in the session, and past 256 KiB the server
     // stops reading the socket, so the MTA's writes block (memory for 50 concurrent 10 MB messages stays
     // bounded; it reached 920 MiB when the bound counted packets only).
-    noReply: ['helo', 'data', 'header', 'eoh', 'body'],
+    noReply: ['connect', 'helo', 'data', 'header', 'eoh', 'body'],
 
     createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, message: undefined }),
 

@@ -453,6 +453,32 @@ test(`rate limit: the ${RATE_LIMIT + 1}th message in ${RATE_WINDOW_MS / 1000} s 
   }
 });
 
+test('connection rate limit (untrusted default 60 per minute): the 61st connection is refused at every MAIL, not at connect', async () => {
+  // Our CONNECT reply is waived (the MTA does not wait for it), so the refusal is given at MAIL FROM of every
+  // message on that connection; Postfix answers HELO/EHLO as usual.
+  for (let i = 1; i <= 60; i++) {
+    const smtp = await connect('192.0.2.70');
+    try {
+      await smtp.quit();
+    } finally {
+      smtp.destroy();
+    }
+  }
+  const from = gw().logs.length;
+  const smtp = await connect('192.0.2.70');
+  try {
+    const first = await smtp.mailFrom('sender@example.org');
+    assert.equal(first.code, 451, first.raw);
+    assert.match(first.raw, /^451 4\.7\.1 Too many connections from .*: at most 60 per 1 ?min/);
+    await smtp.rset();
+    assert.equal((await smtp.mailFrom('sender@example.org')).code, 451, 'a second message on the same connection');
+    await smtp.quit();
+  } finally {
+    smtp.destroy();
+  }
+  await gw().waitForLog((l) => l.msg.startsWith('refused at connect') && l['rule'] === 'rate-connections' && l['client'] === '192.0.2.70', 5000, from);
+});
+
 test('rate limit: IPv6 clients are counted per /64 (XCLIENT ADDR=IPV6:…)', async () => {
   const attempt = async (address: string): Promise<SmtpReply> => {
     const smtp = await connect(`IPV6:${address}`);
