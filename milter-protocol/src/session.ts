@@ -110,6 +110,27 @@ export function optionRequestFor(filter: MilterFilter<unknown>): OptionRequest {
   return macroRequests ? { actions, protocol, macroRequests } : { actions, protocol };
 }
 
+// An MTA opens a milter connection per SMTP session and makes the same offer each time: the outcome and the
+// reply bytes are worked out once per filter and offer (a few offers at most: one per MTA kind and version).
+const negotiations = new WeakMap<MilterFilter<unknown>, Map<string, { readonly negotiated: NegotiatedOptions; readonly reply: Buffer }>>();
+const MAX_OFFERS_REMEMBERED = 16;
+
+function negotiationFor(filter: MilterFilter<unknown>, offer: { version: number; actions: number; protocol: number }): { negotiated: NegotiatedOptions; reply: Buffer } {
+  let byOffer = negotiations.get(filter);
+  if (byOffer === undefined) {
+    byOffer = new Map();
+    negotiations.set(filter, byOffer);
+  }
+  const key = `${offer.version}/${offer.actions}/${offer.protocol}`;
+  const known = byOffer.get(key);
+  if (known !== undefined) return known;
+  const negotiated = negotiate(offer, optionRequestFor(filter)); // throws for an offer we cannot accept
+  const { version, actions, protocol, macroRequests } = negotiated;
+  const reply = encodeResponse(macroRequests ? { type: 'optneg', version, actions, protocol, macroRequests } : { type: 'optneg', version, actions, protocol });
+  if (byOffer.size < MAX_OFFERS_REMEMBERED) byOffer.set(key, { negotiated, reply });
+  return { negotiated, reply };
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
@@ -348,11 +369,11 @@ export class MilterSession<S> implements SessionContext<S> {
 
   private onOptneg(cmd: { version: number; actions: number; protocol: number }): void {
     if (this.phase !== 'negotiate') throw new MilterProtocolError('unexpected-command', 'a second option negotiation');
-    this.negotiated = negotiate(cmd, optionRequestFor(this.filter as MilterFilter<unknown>));
+    const { negotiated, reply } = negotiationFor(this.filter as MilterFilter<unknown>, cmd);
+    this.negotiated = negotiated;
     this.phase = 'connect';
     this.options.observer?.negotiated?.(this.id, this.negotiated);
-    const { version, actions, protocol, macroRequests } = this.negotiated;
-    this.send('optneg', encodeResponse(macroRequests ? { type: 'optneg', version, actions, protocol, macroRequests } : { type: 'optneg', version, actions, protocol }), 'optneg');
+    this.send('optneg', reply, 'optneg');
   }
 
   private onConnect(cmd: Extract<MilterCommand, { type: 'connect' }>): Promise<void> | void {
