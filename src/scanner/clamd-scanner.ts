@@ -253,7 +253,8 @@ type Phase = 'admitting' | 'connecting' | 'streaming' | 'done';
 /** One message's scan: queue while waiting for a slot and a connection, then stream into ClamdInstream. */
 class StreamingScan implements VirusScan {
   readonly #context: ScanContext;
-  readonly #abort = new AbortController();
+  /** Only made when the scan has to wait for a slot (most scans find one free). */
+  #abort: AbortController | undefined;
   #phase: Phase = 'admitting';
   #queue: Buffer[] = [];
   #queuedBytes = 0;
@@ -325,7 +326,7 @@ class StreamingScan implements VirusScan {
   /** Drives the scan from admission to verdict. Never rejects. */
   async run(): Promise<void> {
     const config = this.#context.config;
-    const release = await this.#context.slots.acquire(config.admissionWait, this.#abort.signal);
+    const release = this.#context.slots.tryAcquire() ?? (await this.#context.slots.acquire(config.admissionWait, (this.#abort = new AbortController()).signal));
     if (release === null) {
       this.#settle(scanFailure('overloaded', `no scan slot free within ${config.admissionWait} ms (${this.#context.slots.limit} scans in flight)`));
       return;
@@ -400,7 +401,7 @@ class StreamingScan implements VirusScan {
     this.#outcome = result;
     this.#phase = 'done';
     clearTimeout(this.#deadline);
-    this.#abort.abort(SCAN_SETTLED); // a given reason: abort() without one builds a DOMException per scan
+    this.#abort?.abort(SCAN_SETTLED); // a given reason: abort() without one builds a DOMException per scan
     this.#queue = [];
     this.#queuedBytes = 0;
     if (result.type === 'failed') this.#instream?.abort(result);

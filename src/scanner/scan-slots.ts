@@ -27,10 +27,16 @@ export class ScanSlots {
     return this.#waiters.length;
   }
 
+  /** A slot at once when one is free and nobody waits, else null (then `acquire` waits its turn). */
+  tryAcquire(): ReleaseSlot | null {
+    return this.#active < this.limit && this.#waiters.length === 0 ? this.#take() : null;
+  }
+
   /** Resolves with a release function, or null when no slot freed up within `waitMs` or `signal` aborted. */
   acquire(waitMs: number, signal?: AbortSignal): Promise<ReleaseSlot | null> {
     if (signal?.aborted === true) return Promise.resolve(null);
-    if (this.#active < this.limit && this.#waiters.length === 0) return Promise.resolve(this.#take());
+    const now = this.tryAcquire();
+    if (now !== null) return Promise.resolve(now);
     return new Promise((resolve) => {
       const onAbort = (): void => finish(null);
       const finish = (release: ReleaseSlot | null): void => {

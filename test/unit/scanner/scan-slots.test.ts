@@ -42,3 +42,21 @@ test('a waiter gives up after its wait and when its signal aborts', async () => 
   held();
   assert.equal(slots.active, 0);
 });
+
+test('tryAcquire: a slot at once while one is free and nobody waits; null when full or when others wait', async () => {
+  const slots = new ScanSlots(1);
+  const a = slots.tryAcquire();
+  assert.ok(a);
+  assert.equal(slots.tryAcquire(), null);
+  const waiting = slots.acquire(1000);
+  a();
+  // The freed slot went to the waiter, so there is still none to take at once.
+  const b = await waiting;
+  assert.ok(b);
+  assert.equal(slots.tryAcquire(), null);
+  b();
+  const c = slots.tryAcquire();
+  assert.ok(c);
+  c();
+  assert.equal(slots.active, 0);
+});
