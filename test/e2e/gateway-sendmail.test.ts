@@ -121,7 +121,8 @@ test('a trusted client (::1, which Sendmail sends as IPv6:0:0:0:0:0:0:0:1) may r
       if (relayed) {
         assert.match(relayed.message, /^X-Virus-Scanned: postfix-milter-ts with ClamAV\r?$/m);
         // The gateway saw the IPv6 loopback (logged in the form Sendmail sent it) and trusted it.
-        const line = gateway?.messageLines().find((l) => l['queueId'] !== undefined && l['verdict'] === 'accepted' && l['client'] === '::1');
+        // (Log lines are written in batches, at the latest 200 ms after they were made.)
+        const line = await gateway?.waitForLog((l) => l['queueId'] !== undefined && l['verdict'] === 'accepted' && l['client'] === '::1', 5000);
         assert.ok(line, 'a message line for the ::1 client');
         break;
       }
