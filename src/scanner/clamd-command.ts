@@ -12,18 +12,17 @@ export class ClamdCommandError extends Error {
   }
 }
 
-/** Sends `z<COMMAND>\0` and resolves with the reply text (terminator stripped). */
-export async function clamdCommand(endpoint: ClamdEndpoint, command: string, timeoutMs: number): Promise<string> {
+/**
+ * Opens a connection, writes `request` and resolves with the first reply (terminator stripped) and the socket,
+ * still open, for the caller to close or keep. One deadline covers connect and reply. A reply is complete at its
+ * NUL, or when clamd closes after part of one; a connection failure rejects with a ClamdConnectError, anything
+ * else with a ClamdCommandError naming `label`.
+ */
+async function exchange(endpoint: ClamdEndpoint, label: string, request: string, timeoutMs: number): Promise<{ reply: string; socket: net.Socket }> {
   const started = Date.now();
-  let socket;
-  try {
-    socket = await connectClamd(endpoint, timeoutMs);
-  } catch (e) {
-    throw new ClamdCommandError(endpoint, command, (e as Error).message);
-  }
+  const socket = await connectClamd(endpoint, timeoutMs);
   const left = Math.max(1, timeoutMs - (Date.now() - started));
-  const connected = socket;
-  return new Promise<string>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     let settled = false;
@@ -31,30 +30,46 @@ export async function clamdCommand(endpoint: ClamdEndpoint, command: string, tim
     function settle(): void {
       settled = true;
       clearTimeout(timer);
-      connected.destroy();
+      socket.removeAllListeners('data');
+      socket.removeAllListeners('end');
+      socket.removeAllListeners('close');
     }
     function fail(why: string): void {
       if (settled) return;
       settle();
-      reject(new ClamdCommandError(endpoint, command, why));
+      socket.destroy();
+      reject(new ClamdCommandError(endpoint, label, why));
     }
     function done(): void {
       if (settled) return;
       settle();
-      resolve(replyText(Buffer.concat(parts)));
+      resolve({ reply: replyText(Buffer.concat(parts)), socket });
     }
-    connected.on('data', (data: Buffer) => {
+    socket.on('data', (data: Buffer) => {
       parts.push(data);
       size += data.length;
       if (data.includes(0)) done();
       else if (size > MAX_REPLY_BYTES) fail(`reply longer than ${MAX_REPLY_BYTES} bytes without a terminator`);
     });
-    // clamd closes after answering; a close with a partial reply still counts as the reply.
-    connected.on('end', () => (size > 0 ? done() : fail('connection closed without a reply')));
-    connected.on('close', () => fail('connection closed without a reply'));
-    connected.on('error', (err) => fail(err.message));
-    connected.write(`z${command}\0`);
+    // A close with a partial reply still counts as the reply (an n-style or truncated answer).
+    socket.on('end', () => (size > 0 ? done() : fail('connection closed without a reply')));
+    socket.on('close', () => (size > 0 ? done() : fail('connection closed without a reply')));
+    socket.on('error', (err) => fail(err.message)); // stays: errors after the reply must not go unhandled
+    socket.write(request);
   });
+}
+
+/** Sends `z<COMMAND>\0` on its own connection and resolves with the reply text (terminator stripped). */
+export async function clamdCommand(endpoint: ClamdEndpoint, command: string, timeoutMs: number): Promise<string> {
+  let answer;
+  try {
+    answer = await exchange(endpoint, command, `z${command}\0`, timeoutMs);
+  } catch (e) {
+    if (e instanceof ClamdCommandError) throw e;
+    throw new ClamdCommandError(endpoint, command, (e as Error).message);
+  }
+  answer.socket.destroy(); // clamd closes after one command anyway
+  return answer.reply;
 }
 
 /** How long a session closed with `zEND\0` may take to close before we drop it ourselves. */
@@ -82,49 +97,13 @@ export function endClamdSession(socket: net.Socket): void {
  * deadline `timeoutMs` — so the caller treats the endpoint as down, as it would after a PING probe.
  */
 export async function clamdSessionSupport(endpoint: ClamdEndpoint, timeoutMs: number): Promise<boolean> {
-  const started = Date.now();
-  const socket = await connectClamd(endpoint, timeoutMs);
-  const left = Math.max(1, timeoutMs - (Date.now() - started));
-  return new Promise<boolean>((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const timer = setTimeout(() => fail(`no reply within ${timeoutMs} ms`), left);
-    function finish(): void {
-      settled = true;
-      clearTimeout(timer);
-      socket.removeAllListeners('data');
-      socket.removeAllListeners('end');
-      socket.removeAllListeners('close');
-    }
-    function fail(why: string): void {
-      if (settled) return;
-      finish();
-      socket.destroy();
-      reject(new ClamdCommandError(endpoint, 'IDSESSION', why));
-    }
-    function answered(): void {
-      if (settled) return;
-      finish();
-      const reply = replyText(Buffer.concat(parts));
-      if (reply === '1: PONG') {
-        endClamdSession(socket);
-        resolve(true);
-      } else {
-        socket.destroy();
-        resolve(false);
-      }
-    }
-    socket.on('data', (data: Buffer) => {
-      parts.push(data);
-      size += data.length;
-      if (data.includes(0) || size > MAX_REPLY_BYTES) answered();
-    });
-    socket.on('end', () => (size > 0 ? answered() : fail('connection closed without a reply')));
-    socket.on('close', () => (size > 0 ? answered() : fail('connection closed without a reply')));
-    socket.on('error', (err) => fail(err.message));
-    socket.write('zIDSESSION\0zPING\0');
-  });
+  const { reply, socket } = await exchange(endpoint, 'IDSESSION', 'zIDSESSION\0zPING\0', timeoutMs);
+  if (reply !== '1: PONG') {
+    socket.destroy();
+    return false;
+  }
+  endClamdSession(socket);
+  return true;
 }
 
 /** Resolves when clamd answers PONG; rejects with a ClamdCommandError saying what came instead. */

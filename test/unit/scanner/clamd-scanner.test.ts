@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clamavSchema, type ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
+import type { ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
 import { ClamdScanner, type ClamdEndpointHealth } from 'postfix-milter-ts/scanner/clamd-scanner.js';
-import type { ScanResult } from 'postfix-milter-ts/scanner/scan-result.js';
+import { failedReason, testScanner } from './scanner-fixture.js';
 import { FakeClamd, type FakeClamdOptions } from '../../harness/fake-clamd.js';
 
 const fakes: FakeClamd[] = [];
@@ -24,14 +24,7 @@ async function fake(options: FakeClamdOptions = {}): Promise<FakeClamd> {
 }
 
 function scanner(endpoints: string[], overrides: Partial<Record<keyof ClamavConfig, unknown>> = {}, onChange?: (h: ClamdEndpointHealth) => void): ClamdScanner {
-  const config = clamavSchema.parse({ endpoints, connectTimeout: '1s', scanDeadline: '2s', sendTimeout: '1s', reprobeInterval: '60s', ...overrides });
-  const s = new ClamdScanner(config, onChange === undefined ? {} : { onEndpointChange: onChange });
-  scanners.push(s);
-  return s;
-}
-
-function failedReason(result: ScanResult): string | undefined {
-  return result.type === 'failed' ? result.reason : undefined;
+  return testScanner(scanners, endpoints, overrides, onChange);
 }
 
 /** A TCP port nothing listens on (connections are refused). */

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clamavSchema, type ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
+import type { ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
 import { parseClamdEndpoint } from 'postfix-milter-ts/scanner/clamd-endpoint.js';
 import { ClamdScanner, type ClamdEndpointHealth } from 'postfix-milter-ts/scanner/clamd-scanner.js';
 import { ClamdSessionPool, SESSION_IDLE_MS } from 'postfix-milter-ts/scanner/clamd-session-pool.js';
-import type { ScanResult } from 'postfix-milter-ts/scanner/scan-result.js';
+import { failedReason, testScanner } from './scanner-fixture.js';
 import { FakeClamd } from '../../harness/fake-clamd.js';
 
 /** One INSTREAM request as the fake received it. */
@@ -176,14 +176,7 @@ after(async () => {
 });
 
 function scanner(endpoints: string[], overrides: Partial<Record<keyof ClamavConfig, unknown>> = {}, onChange?: (h: ClamdEndpointHealth) => void): ClamdScanner {
-  const config = clamavSchema.parse({ endpoints, connectTimeout: '1s', scanDeadline: '2s', sendTimeout: '1s', reprobeInterval: '60s', ...overrides });
-  const s = new ClamdScanner(config, onChange === undefined ? {} : { onEndpointChange: onChange });
-  scanners.push(s);
-  return s;
-}
-
-function failedReason(result: ScanResult): string | undefined {
-  return result.type === 'failed' ? result.reason : undefined;
+  return testScanner(scanners, endpoints, overrides, onChange);
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 2000): Promise<void> {
