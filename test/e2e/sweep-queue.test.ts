@@ -5,6 +5,7 @@
 // and an interrupted sweep must resume from its checkpoint without reading finished files again.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +22,6 @@ import { makeZip } from '../unit/content/zip-writer.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLEAN_COUNT = 300;
 /** Long enough for some files to be done, well before the end (the whole sweep takes seconds). */
-const INTERRUPT_AFTER_MS = 400;
-
 // The command as installed (`dist/cli.js sweep-queue`) once the CLI wires it; until then the same command
 // definition mounted on a bare program, so the flags, output and exit codes under test are the real ones.
 const CLI_HAS_SWEEP = /^\s+sweep-queue\b/m.test(spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), '--help'], { cwd: ROOT, encoding: 'utf8' }).stdout);
@@ -44,7 +43,8 @@ interface SweepRun {
 }
 
 /** Runs the sweep; with `interruptAfterMs`, sends SIGINT that long after the sweep announced its start. */
-function sweep(args: readonly string[], interruptAfterMs?: number): Promise<SweepRun> {
+/** Runs a sweep; with `interruptWhen`, sends SIGINT as soon as that holds (polled every 5 ms once it started). */
+function sweep(args: readonly string[], interruptWhen?: () => boolean): Promise<SweepRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, commandLine(args), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -54,9 +54,14 @@ function sweep(args: readonly string[], interruptAfterMs?: number): Promise<Swee
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      if (!signalled && interruptAfterMs !== undefined && /sweep-queue: \//.test(stderr)) {
+      if (!signalled && interruptWhen !== undefined && /sweep-queue: \//.test(stderr)) {
         signalled = true;
-        setTimeout(() => child.kill('SIGINT'), interruptAfterMs);
+        const poll = setInterval(() => {
+          if (!interruptWhen()) return;
+          clearInterval(poll);
+          child.kill('SIGINT');
+        }, 5);
+        child.once('close', () => clearInterval(poll));
       }
     });
     child.on('error', reject);
@@ -214,7 +219,9 @@ describe('sweep-queue on a real Postfix queue with a real clamd', () => {
   test('an interrupted sweep resumes from its checkpoint without reading finished files again', async () => {
     const cp = join(work, 'sweep.checkpoint');
     const args = ['--queue-dir', postfix.queueDir, '--clamd', clamd.unixEndpoint, '--checkpoint', cp, '--checkpoint-every', '10', '--concurrency', '1'];
-    const first = await sweep(args, INTERRUPT_AFTER_MS);
+    // Interrupted once it saved its first checkpoint (after 10 files): a sweep reads ~800 files/s here, so any
+    // fixed delay is either too short or lets it finish.
+    const first = await sweep(args, () => existsSync(cp));
     assert.equal(first.code, 130, first.stderr);
     assert.match(first.stderr, /SIGINT: stopping, saving the checkpoint/);
     const saved = JSON.parse(await readFile(cp, 'utf8')) as { finished: boolean; counts: { files: number } };
