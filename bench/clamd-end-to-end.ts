@@ -9,7 +9,8 @@
 // its UNIX socket. Then the peak RSS of each milter with 50 concurrent 10 MB messages.
 // Prints a table and ratios (ours / clamav-milter) and writes bench/results/clamd-end-to-end.json.
 //   node dist-test/bench/clamd-end-to-end.js            (BENCH_SECONDS=N per cell, default 6; BENCH_WARMUP_SECONDS=N
-//   of unmeasured load per path before the first cell, default 8)
+//   of unmeasured load per path before the first cell, default 8; BENCH_ROUNDS=N runs per mode and level, in
+//   alternating order, summed into one cell, default 2)
 // For profiling: BENCH_LEVELS=10 BENCH_MODES=ours BENCH_MEMORY=0 narrow the run (the JSON is then not written);
 // BENCH_PROFILE_DIR=/tmp/x writes a CPU profile of our milter process there; BENCH_CLAMD_THREADS=N raises the
 // harness clamd's MaxThreads (4) for a diagnostic run. Each cell also reports CPU ms per message of the milter
@@ -31,6 +32,7 @@ import { makeZip } from '../test/unit/content/zip-writer.js';
 const CELL_MS = Number(process.env['BENCH_SECONDS'] ?? 6) * 1000;
 const WARMUP_MS = 1000;
 const STEADY_WARMUP_MS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 8) * 1000;
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
 const LEVELS: readonly number[] = process.env['BENCH_LEVELS']?.split(',').map(Number) ?? [1, 10, 50];
 const BIG_BYTES = 10 * 1024 * 1024;
 const BIG_COUNT = 50;
@@ -120,7 +122,13 @@ async function oneSession(port: number, message: string): Promise<void> {
   }
 }
 
-async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number }, cellMs = CELL_MS): Promise<Cell> {
+interface CellRun {
+  readonly cell: Cell;
+  /** Latency of every measured message, sorted. */
+  readonly latencies: readonly number[];
+}
+
+async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number }, cellMs = CELL_MS): Promise<CellRun> {
   const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd) };
   let completed = 0;
   const start = performance.now();
@@ -162,7 +170,37 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
     clamdCpuMsPerMsg: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
   };
   if (firstFailure !== undefined) cell.firstFailure = firstFailure;
-  return cell;
+  return { cell, latencies };
+}
+
+/** One cell from several runs of the same mode and level: rates over the summed time, percentiles over all samples. */
+function combineRuns(runs: readonly CellRun[]): Cell {
+  const first = runs[0]?.cell;
+  if (first === undefined) throw new Error('no runs to combine');
+  const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const seconds = runs.reduce((t, r) => t + r.cell.seconds, 0);
+  const weighted = (f: (c: Cell) => number): number => runs.reduce((t, r) => t + f(r.cell) * r.cell.messages, 0) / Math.max(1, latencies.length);
+  const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
+  const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
+  return {
+    mode: first.mode,
+    connections: first.connections,
+    messages: latencies.length,
+    failures,
+    seconds,
+    msgsPerSec: latencies.length / seconds,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    milterCpuMsPerMsg: weighted((c) => c.milterCpuMsPerMsg),
+    clamdCpuMsPerMsg: weighted((c) => c.clamdCpuMsPerMsg),
+    ...(firstFailure !== undefined ? { firstFailure } : {}),
+  };
+}
+
+/** Waits (at most 60 s) until the instance's queue is empty. */
+async function drainQueue(postfix: PostfixInstance): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && !/Mail queue is empty/.test(await postfix.postqueue())) await sleep(200);
 }
 
 // ---- big messages and memory -------------------------------------------------------------------------------
@@ -395,19 +433,32 @@ metrics:
   // Then every path runs under load, unmeasured, for STEADY_WARMUP_MS: the gateways being compared are daemons
   // that run for weeks, and V8 needs a few seconds of traffic to compile our hot paths (measured right after
   // start, the first cells also paid for that compilation on the 2 cores everything shares).
-  for (const mode of MODES) await runCell(mode, port(mode), 10, {}, STEADY_WARMUP_MS);
+  for (const mode of MODES) {
+    await runCell(mode, port(mode), 10, {}, STEADY_WARMUP_MS);
+    await drainQueue(postfixes.get(mode) as PostfixInstance);
+  }
 
   const cells: Cell[] = [];
   for (const connections of LEVELS) {
-    // Order alternates per level so no mode always runs on a warmer or busier machine.
-    const order = connections === 10 ? [...MODES].reverse() : MODES;
-    for (const mode of order) {
-      const milterPid = mode === 'ours' ? gateway.child?.pid : mode === 'clamav-milter' ? cm.child.pid : undefined;
-      const cell = await runCell(mode, port(mode), connections, { ...(milterPid ? { milter: milterPid } : {}), ...(clamd.pid ? { clamd: clamd.pid } : {}) });
-      cells.push(cell);
-      console.log(`  ${mode.padEnd(14)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
-      await sleep(500);
+    // Every mode runs ROUNDS times per level, in an order that reverses from round to round (and starts
+    // differently per level), so no mode always runs on a warmer or busier machine; a cell is their sum.
+    const runs = new Map<Mode, CellRun[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      const base = connections === 10 ? [...MODES].reverse() : MODES;
+      const order = round % 2 === 0 ? base : [...base].reverse();
+      for (const mode of order) {
+        const milterPid = mode === 'ours' ? gateway.child?.pid : mode === 'clamav-milter' ? cm.child.pid : undefined;
+        const run = await runCell(mode, port(mode), connections, { ...(milterPid ? { milter: milterPid } : {}), ...(clamd.pid ? { clamd: clamd.pid } : {}) });
+        runs.set(mode, [...(runs.get(mode) ?? []), run]);
+        // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
+        // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
+        await drainQueue(postfixes.get(mode) as PostfixInstance);
+        const cell = run.cell;
+        console.log(`  ${mode.padEnd(14)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        await sleep(500);
+      }
     }
+    for (const mode of MODES) cells.push(combineRuns(runs.get(mode) ?? []));
   }
 
   console.log(`\n  ${BIG_COUNT} concurrent ${BIG_BYTES / 1024 / 1024} MB messages …`);
@@ -492,6 +543,8 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
         cpus: cpus().length,
         loadAverage: { start: loadAtStart, end: loadAtEnd },
         cellSeconds: CELL_MS / 1000,
+        roundsPerCell: ROUNDS,
+        steadyWarmupSeconds: STEADY_WARMUP_MS / 1000,
         warmupSeconds: WARMUP_MS / 1000,
         messageBytes: SMALL.map((m) => m.length),
         rows,
