@@ -13,7 +13,8 @@
 //   alternating order, summed into one cell, default 2)
 // For profiling: BENCH_LEVELS=10 BENCH_MODES=ours BENCH_MEMORY=0 narrow the run (the JSON is then not written);
 // BENCH_PROFILE_DIR=/tmp/x writes a CPU profile of our milter process there; BENCH_CLAMD_THREADS=N raises the
-// harness clamd's MaxThreads (4) for a diagnostic run. Each cell also reports CPU ms per message of the milter
+// harness clamd's MaxThreads (4) for a diagnostic run; BENCH_MILTER_NODE_OPTIONS passes Node/V8 flags to our
+// milter process (experiments). Each cell also reports CPU ms per message of the milter
 // and of clamd (from /proc): on a shared 2-core machine that is steadier than wall-clock rates.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
