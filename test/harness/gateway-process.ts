@@ -20,6 +20,8 @@ export interface GatewayProcessOptions {
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   readonly startTimeoutMs?: number;
+  /** Group id to run the process with (as `Group=` in a systemd unit): files it creates get this group. */
+  readonly gid?: number;
 }
 
 const live = new Set<GatewayProcess>();
@@ -57,6 +59,7 @@ export class GatewayProcess {
     const child = spawn(process.execPath, [CLI, 'serve', '--config', this.configFile, ...(options.args ?? [])], {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
     this.child = child;
     live.add(this);
