@@ -183,6 +183,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       if (!m) return Verdict.tempfail();
       m.stream ??= openStream(m);
       const stream = m.stream;
+      await stream.end();
       const { inspector, scan } = stream;
       const eomStartedAt = performance.now();
       const [inspection, scanResult] = await Promise.all([

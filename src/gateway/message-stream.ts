@@ -3,7 +3,8 @@
 import type { AttachmentInspector } from '../content/attachment-inspector.js';
 import type { VirusScan } from '../scanner/clamd-scanner.js';
 
-const CRLF = Buffer.from('\r\n');
+/** Header bytes gathered before they go to the checks in one piece (at the blank line, or when this full). */
+const HEADER_BATCH_BYTES = 64 * 1024;
 
 export class MessageStream {
   /** Message bytes seen (headers and body), whether or not they were scanned. */
@@ -13,6 +14,8 @@ export class MessageStream {
   readonly scan: VirusScan | undefined;
   readonly inspector: AttachmentInspector | undefined;
   private readonly maxScanBytes: number;
+  private headerLines: string[] = [];
+  private headerBytes = 0;
 
   constructor(scan: VirusScan | undefined, inspector: AttachmentInspector | undefined, maxScanBytes: number) {
     this.scan = scan;
@@ -25,15 +28,33 @@ export class MessageStream {
    * as received; folded lines arrive joined with a bare LF and go back to CRLF.
    */
   header(name: string, value: string): Promise<void> | undefined {
-    return this.add(Buffer.from(`${name}:${value.replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1'));
+    // Gathered, not handed on one by one: a header then costs no promise and no call into the checks.
+    const line = `${name}:${value.includes('\n') ? value.replace(/\r?\n/g, '\r\n') : value}\r\n`;
+    this.headerLines.push(line);
+    this.headerBytes += line.length;
+    return this.headerBytes >= HEADER_BATCH_BYTES ? this.flushHeaders() : undefined;
   }
 
   endOfHeaders(): Promise<void> | undefined {
-    return this.add(CRLF);
+    this.headerLines.push('\r\n');
+    return this.flushHeaders();
   }
 
   body(chunk: Buffer): Promise<void> | undefined {
+    if (this.headerLines.length > 0) void this.flushHeaders(); // no EOH came (not negotiated): headers first
     return this.add(chunk);
+  }
+
+  /** End of message: anything still gathered goes to the checks before they are asked for a verdict. */
+  end(): Promise<void> | undefined {
+    return this.headerLines.length > 0 ? this.flushHeaders() : undefined;
+  }
+
+  private flushHeaders(): Promise<void> | undefined {
+    const bytes = Buffer.from(this.headerLines.join(''), 'latin1');
+    this.headerLines = [];
+    this.headerBytes = 0;
+    return this.add(bytes);
   }
 
   /**
