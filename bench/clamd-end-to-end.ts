@@ -157,8 +157,13 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   };
   await Promise.all(Array.from({ length: connections }, worker));
   latencies.sort((a, b) => a - b);
-  const seconds = cellMs / 1000;
-  const cell: Cell = {
+  const cpu = { milter: (cpuMs(pids.milter) - cpu0.milter) / completed, clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed };
+  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure), latencies };
+}
+
+/** A cell from its sorted latencies, measured seconds, failures and CPU per message. */
+function cellOf(mode: Mode, connections: number, latencies: readonly number[], seconds: number, failures: number, cpu: { milter: number; clamd: number }, firstFailure: string | undefined): Cell {
+  return {
     mode,
     connections,
     messages: latencies.length,
@@ -167,11 +172,10 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
     msgsPerSec: latencies.length / seconds,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
-    milterCpuMsPerMsg: (cpuMs(pids.milter) - cpu0.milter) / completed,
-    clamdCpuMsPerMsg: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
+    milterCpuMsPerMsg: cpu.milter,
+    clamdCpuMsPerMsg: cpu.clamd,
+    ...(firstFailure !== undefined ? { firstFailure } : {}),
   };
-  if (firstFailure !== undefined) cell.firstFailure = firstFailure;
-  return { cell, latencies };
 }
 
 /** One cell from several runs of the same mode and level: rates over the summed time, percentiles over all samples. */
@@ -183,19 +187,8 @@ function combineRuns(runs: readonly CellRun[]): Cell {
   const weighted = (f: (c: Cell) => number): number => runs.reduce((t, r) => t + f(r.cell) * r.cell.messages, 0) / Math.max(1, latencies.length);
   const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
   const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
-  return {
-    mode: first.mode,
-    connections: first.connections,
-    messages: latencies.length,
-    failures,
-    seconds,
-    msgsPerSec: latencies.length / seconds,
-    p50Ms: percentile(latencies, 0.5),
-    p99Ms: percentile(latencies, 0.99),
-    milterCpuMsPerMsg: weighted((c) => c.milterCpuMsPerMsg),
-    clamdCpuMsPerMsg: weighted((c) => c.clamdCpuMsPerMsg),
-    ...(firstFailure !== undefined ? { firstFailure } : {}),
-  };
+  const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg) };
+  return cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure);
 }
 
 /** Waits (at most 60 s) until the instance's queue is empty. */
