@@ -428,7 +428,7 @@ export class MilterSession<S> implements SessionContext<S> {
     };
     // Data on EOM is a last body chunk (libmilter's reading); its verdict is given with the EOM reply.
     const bodyDone =
-      chunk.length > 0 && this.filter.body ? this.callHook('body', () => this.filter.body!(this, chunk), (v) => this.hold(v), false) : undefined;
+      chunk.length > 0 && this.filter.body ? this.callHook('body', () => this.filter.body!(this, chunk), (v) => this.hold('body', v), false) : undefined;
     const run = (): Promise<void> | void => {
       if (!this.filter.eom) {
         this.reply('eom', this.takeHeld(Verdict.continue));
@@ -524,15 +524,15 @@ export class MilterSession<S> implements SessionContext<S> {
     }
     const decide = (verdict: Verdict | void): void => {
       const v = verdict ?? Verdict.continue;
-      if (noReply) this.hold(v);
+      if (noReply) this.hold(stage, v);
       else this.reply(stage, this.phase === 'message' ? this.takeHeld(v) : v);
     };
     return this.callHook(stage, hook, decide, !noReply);
   }
 
-  private hold(v: Verdict | void): void {
+  private hold(stage: CommandType, v: Verdict | void): void {
     if (!v || v.type === 'continue' || v.type === 'skip') return;
-    if (this.phase !== 'message') this.sessionVerdict ??= v;
+    if (stage === 'connect' || stage === 'helo') this.sessionVerdict ??= v;
     else this.heldVerdict ??= v;
   }
 
@@ -568,7 +568,7 @@ export class MilterSession<S> implements SessionContext<S> {
   private hookFailed(stage: CommandType, error: unknown, answers: boolean): void {
     this.options.observer?.hookError?.(this.id, stage, error);
     if (answers) this.reply(stage, Verdict.tempfail());
-    else this.hold(Verdict.tempfail());
+    else this.hold(stage, Verdict.tempfail());
     if (stage === 'eom') {
       this.phase = 'session';
       this.step = 0;

@@ -415,6 +415,28 @@ test('waived CONNECT reply (NR_CONN): a refusal at connect is given at MAIL of e
   assert.deepEqual(await h.feed(CV.V20_mail_null_sender), [{ type: 'continue' }]);
 });
 
+test('a waived HELO hook that throws tempfails every message of the session; a waived header refusal only its message', async () => {
+  const h = new Harness<undefined>({
+    noReply: ['helo', 'header'],
+    helo: (_s, name) => {
+      if (name === 'bad.example') throw new Error('helo check failed');
+    },
+    header: (_s, name) => (name === 'Subject' ? Verdict.reject({ code: 554, xcode: '5.7.1', text: 'bad subject' }) : undefined),
+    eoh: () => undefined,
+    envfrom: () => undefined,
+  });
+  await h.open();
+  await h.feed({ type: 'helo', name: 'good.example' });
+  assert.deepEqual(await h.feed(CV.V20_mail_null_sender, CV.V23_header_subject, CV.V31_eoh), [{ type: 'continue' }, { type: 'replycode', text: '554 5.7.1 bad subject' }]);
+  await h.feed(CV.V31_abort);
+  assert.deepEqual(await h.feed(CV.V20_mail_null_sender), [{ type: 'continue' }], 'the header refusal was for that message only');
+  await h.feed(CV.V31_abort, { type: 'helo', name: 'bad.example' });
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(types(await h.feed(CV.V20_mail_null_sender)), ['tempfail']);
+    await h.feed(CV.V31_abort);
+  }
+});
+
 test('awaitsReply: true for packets the MTA waits on after negotiation, false for macros and waived replies', async () => {
   const h = new Harness<undefined>({ noReply: ['helo', 'header', 'body'], helo: () => undefined, header: () => undefined, body: () => undefined });
   const awaits = (p: Buffer | MilterCommand): boolean => h.session.awaitsReply(new FrameDecoder().push(Buffer.isBuffer(p) ? p : encodeCommand(p))[0]!);
