@@ -95,7 +95,9 @@ export interface MilterFilter<S = undefined> {
   readonly rejectedRecipients?: boolean;
   /**
    * Stages whose replies are waived. A non-continue verdict from such a hook is held and given at the next
-   * command that is answered (EOH or EOM), since a reply sent anyway would desynchronise the stream.
+   * command that is answered (a reply sent anyway would desynchronise the stream): from CONNECT or HELO it
+   * concerns the connection and is given at the first answered command of every message of the session; from a
+   * message stage, once, within that message.
    */
   readonly noReply?: readonly NoReplyStage[];
 
