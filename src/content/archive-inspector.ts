@@ -104,7 +104,8 @@ function readSmallMember(buf: Buffer, entry: Entry): Buffer | undefined {
   const data = buf.subarray(start, end);
   if (entry.compressionMethod === STORED) return data.length === entry.uncompressedSize ? data : undefined;
   try {
-    const out = inflateRawSync(data, { maxOutputLength: SMALL_MEMBER_EXPANDED });
+    // Output buffers sized to the declared size (zlib's default is 16 KiB each): the bound is maxOutputLength.
+    const out = inflateRawSync(data, { maxOutputLength: SMALL_MEMBER_EXPANDED, chunkSize: entry.uncompressedSize + 64 });
     return out.length === entry.uncompressedSize ? out : undefined;
   } catch {
     return undefined; // corrupt, truncated or larger than declared: let the stream path report it

@@ -287,6 +287,30 @@ test('a larger message: the command goes with the first chunk, the last chunk wi
   assert.equal(fake.scanConnections.length, 1);
 });
 
+test('the first chunk starts small and grows as data comes: the bytes on the wire are still whole 64 KiB chunks', async () => {
+  const fake = await SessionClamd.start();
+  const s = scanner([fake.endpoint]);
+  await s.scan(Buffer.from('warm-up'));
+  // 100 000 bytes in 3 000-byte pieces: the buffer grows 8 -> 16 -> 32 -> 64 KiB while the first chunk fills.
+  const data = Buffer.from(Array.from({ length: 100_000 }, (_, i) => 'abcdefghijklmnopqrstuvwxyz'.charCodeAt(i % 26)));
+  const streamed = await recordWrites(fake, async () => {
+    const scan = s.begin();
+    for (let at = 0; at < data.length; at += 3000) await scan.write(data.subarray(at, at + 3000));
+    return scan.finish();
+  });
+  assert.deepEqual(streamed.value, { type: 'clean' });
+  assert.deepEqual(streamed.writes, [Buffer.concat([INSTREAM, chunk(data.subarray(0, 65_536))]), Buffer.concat([chunk(data.subarray(65_536)), END])]);
+  // One piece larger than the first buffer: it grows straight to the size needed, still one write.
+  const piece = data.subarray(0, 20_000);
+  const one = await recordWrites(fake, () => s.scan(piece));
+  assert.deepEqual(one.writes, [Buffer.concat([INSTREAM, chunk(piece), END])]);
+  assert.deepEqual(
+    fake.requests.map((r) => r.data.length),
+    [7, 100_000, 20_000],
+  );
+  assert.ok(fake.requests[1]?.data.equals(data), 'clamd received the message bytes in order');
+});
+
 test('an empty message is the command and the end of the stream in one write', async () => {
   const fake = await SessionClamd.start();
   const s = scanner([fake.endpoint]);
