@@ -49,6 +49,12 @@ export interface ClamdInstanceOptions {
   readonly dailyDatabase?: boolean;
   /** How long start() waits for PONG. Default 60 s. */
   readonly startTimeoutMs?: number;
+  /**
+   * Where the instance's directory (socket, database, TemporaryDirectory) is made. Default os.tmpdir(). clamd
+   * writes every stream it scans to a temporary file, so a tmpfs here keeps its cost free of the file system's
+   * state (see bench/clamd-end-to-end.ts).
+   */
+  readonly parentDirectory?: string;
 }
 
 const live = new ExitCleanup<ClamdInstance>((instance) => instance.killSync());
@@ -71,7 +77,7 @@ export class ClamdInstance {
   }
 
   static async start(options: ClamdInstanceOptions = {}): Promise<ClamdInstance> {
-    const dir = mkdtempSync(join(tmpdir(), 'clamd-test-'));
+    const dir = mkdtempSync(join(options.parentDirectory ?? tmpdir(), 'clamd-test-'));
     const instance = new ClamdInstance(dir, await freeLoopbackPort(), options.startTimeoutMs ?? 60_000);
     instance.#writeFiles(options);
     live.add(instance);
