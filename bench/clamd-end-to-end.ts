@@ -1,6 +1,7 @@
-// Messages per second and added latency through a real Postfix, in one run, three ways:
+// Messages per second and added latency through a real Postfix, in one run, four ways:
 //   (a) Postfix alone (no milter) — the baseline;
 //   (b) Postfix + our milter (`serve` as a child process, as administrators run it) + clamd;
+//   (b') the same with the attachment policy off: the job clamav-milter does, to show what that policy costs;
 //   (c) Postfix + Debian's clamav-milter (its own config in a temp dir) + the same clamd;
 // at 1, 10 and 50 concurrent SMTP connections, each connection sending one message per SMTP session (connect,
 // EHLO, MAIL, RCPT, DATA, QUIT) in a loop, all messages small (a few KB) and clean, some with an attachment.
@@ -39,8 +40,10 @@ const BIG_BYTES = 10 * 1024 * 1024;
 const BIG_COUNT = 50;
 const CLAMAV_MILTER = '/usr/sbin/clamav-milter';
 
-type Mode = 'postfix' | 'ours' | 'clamav-milter';
-const ALL_MODES: readonly Mode[] = ['postfix', 'ours', 'clamav-milter'];
+// 'ours-clamd-only' is our milter with the attachment policy switched off: the same job clamav-milter does (a
+// clamd verdict), so the two show what the attachment checks of the default configuration cost.
+type Mode = 'postfix' | 'ours' | 'ours-clamd-only' | 'clamav-milter';
+const ALL_MODES: readonly Mode[] = ['postfix', 'ours', 'ours-clamd-only', 'clamav-milter'];
 const MODES: readonly Mode[] = ALL_MODES.filter((m) => process.env['BENCH_MODES']?.split(',').includes(m) ?? true);
 const MEMORY = process.env['BENCH_MEMORY'] !== '0';
 const PARTIAL = MODES.length < ALL_MODES.length || LEVELS.join() !== '1,10,50' || !MEMORY;
@@ -372,6 +375,7 @@ const work = mkdtempSync(join(tmpdir(), 'pmt-bench-clamd-'));
 mkdirSync(join(work, 'clamav-milter'));
 let clamd: ClamdInstance | undefined;
 let gateway: GatewayProcess | undefined;
+let clamdOnly: GatewayProcess | undefined;
 let clamavMilter: ChildProcess | undefined;
 const postfixes = new Map<Mode, PostfixInstance>();
 
@@ -389,8 +393,8 @@ try {
     await clamd.stop();
     await clamd.restart();
   }
-  gateway = await GatewayProcess.start({
-    config: `
+  const clamdEndpoint = clamd.unixEndpoint;
+  const gatewayConfig = (attachments: boolean): string => `
 milter:
   listen: inet:127.0.0.1:0
 relay:
@@ -399,17 +403,23 @@ relay:
 rateLimit:
   enabled: false
 clamav:
-  endpoints: [${clamd.unixEndpoint}]
+  endpoints: [${clamdEndpoint}]
   maxScanBytes: 30M
   admissionWait: 120s
 metrics:
   enabled: false
-`,
+attachments:
+  enabled: ${attachments}
+`;
+  gateway = await GatewayProcess.start({
+    config: gatewayConfig(true),
     env: { NODE_OPTIONS: [PROFILE_DIR ? `--import=${profilerPreload(PROFILE_DIR)}` : '', MILTER_NODE_OPTIONS].join(' ').trim() },
   });
+  clamdOnly = MODES.includes('ours-clamd-only') ? await GatewayProcess.start({ config: gatewayConfig(false), env: { NODE_OPTIONS: MILTER_NODE_OPTIONS } }) : undefined;
   const cm = await startClamavMilter(join(work, 'clamav-milter'), clamd.socketPath);
   clamavMilter = cm.child;
-  const milters: Record<Mode, string> = { postfix: '', ours: gateway.milterAddress, 'clamav-milter': cm.address };
+  const milters: Record<Mode, string> = { postfix: '', ours: gateway.milterAddress, 'ours-clamd-only': clamdOnly?.milterAddress ?? '', 'clamav-milter': cm.address };
+  const milterPids: Record<Mode, number | undefined> = { postfix: undefined, ours: gateway.child?.pid, 'ours-clamd-only': clamdOnly?.child?.pid, 'clamav-milter': cm.child.pid };
   for (const mode of MODES) {
     const postfix = new PostfixInstance({
       milter: milters[mode],
@@ -446,14 +456,14 @@ metrics:
       const base = connections === 10 ? [...MODES].reverse() : MODES;
       const order = round % 2 === 0 ? base : [...base].reverse();
       for (const mode of order) {
-        const milterPid = mode === 'ours' ? gateway.child?.pid : mode === 'clamav-milter' ? cm.child.pid : undefined;
+        const milterPid = milterPids[mode];
         const run = await runCell(mode, port(mode), connections, { ...(milterPid ? { milter: milterPid } : {}), ...(clamd.pid ? { clamd: clamd.pid } : {}) });
         runs.set(mode, [...(runs.get(mode) ?? []), run]);
         // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
         // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
         await drainQueue(postfixes.get(mode) as PostfixInstance);
         const cell = run.cell;
-        console.log(`  ${mode.padEnd(14)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
         await sleep(500);
       }
     }
@@ -478,6 +488,7 @@ metrics:
 } finally {
   for (const p of postfixes.values()) await p.stop().catch(() => undefined);
   await gateway?.stop();
+  await clamdOnly?.stop();
   if (clamavMilter && clamavMilter.exitCode === null) {
     clamavMilter.kill('SIGTERM');
     await Promise.race([new Promise((r) => clamavMilter?.once('exit', r)), sleep(5000)]);
@@ -493,14 +504,18 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
   const rows = LEVELS.map((c) => {
     const base = find('postfix', c);
     const ours = find('ours', c);
+    const clamdOnlyCell = find('ours-clamd-only', c);
     const peer = find('clamav-milter', c);
     return {
       connections: c,
       postfix: base,
       ours: { ...ours, addedP50Ms: ours.p50Ms - base.p50Ms, addedP99Ms: ours.p99Ms - base.p99Ms },
+      oursClamdOnly: { ...clamdOnlyCell, addedP50Ms: clamdOnlyCell.p50Ms - base.p50Ms, addedP99Ms: clamdOnlyCell.p99Ms - base.p99Ms },
       clamavMilter: { ...peer, addedP50Ms: peer.p50Ms - base.p50Ms, addedP99Ms: peer.p99Ms - base.p99Ms },
       ratioMsgsPerSec: ours.msgsPerSec / peer.msgsPerSec,
       ratioAddedP99: (ours.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
+      clamdOnlyRatioMsgsPerSec: clamdOnlyCell.msgsPerSec / peer.msgsPerSec,
+      clamdOnlyRatioAddedP99: (clamdOnlyCell.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
     };
   });
   const fmt = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : '—');
@@ -512,6 +527,14 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
         `${fmt(r.ours.msgsPerSec).padStart(7)} ${fmt(r.ours.addedP50Ms).padStart(6)} ${fmt(r.ours.addedP99Ms).padStart(6)} | ` +
         `${fmt(r.clamavMilter.msgsPerSec).padStart(7)} ${fmt(r.clamavMilter.addedP50Ms).padStart(6)} ${fmt(r.clamavMilter.addedP99Ms).padStart(6)} | ` +
         `${fmt(r.ratioMsgsPerSec, 2).padStart(6)}x | ${fmt(r.ratioAddedP99, 2)}`,
+    );
+  }
+  console.log('The same job as clamav-milter (our attachment checks off; the targets above are for the default configuration):');
+  console.log('conn | ours, clamd only msg/s +p50 +p99 | ours clamd only/clamav-milter msg/s | added p99 ours clamd only/theirs');
+  for (const r of rows) {
+    console.log(
+      `${String(r.connections).padStart(4)} | ${fmt(r.oursClamdOnly.msgsPerSec).padStart(7)} ${fmt(r.oursClamdOnly.addedP50Ms).padStart(6)} ${fmt(r.oursClamdOnly.addedP99Ms).padStart(6)} | ` +
+        `${fmt(r.clamdOnlyRatioMsgsPerSec, 2).padStart(6)}x | ${fmt(r.clamdOnlyRatioAddedP99, 2)}`,
     );
   }
   for (const m of memory) {
