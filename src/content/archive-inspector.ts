@@ -104,8 +104,10 @@ function readSmallMember(buf: Buffer, entry: Entry): Buffer | undefined {
   const data = buf.subarray(start, end);
   if (entry.compressionMethod === STORED) return data.length === entry.uncompressedSize ? data : undefined;
   try {
-    // Output buffers sized to the declared size (zlib's default is 16 KiB each): the bound is maxOutputLength.
-    const out = inflateRawSync(data, { maxOutputLength: SMALL_MEMBER_EXPANDED, chunkSize: entry.uncompressedSize + 64 });
+    // Output buffers sized to the declared size, within 4-16 KiB (zlib's default is 16 KiB each, mostly unused
+    // for small members); the 4 KiB floor keeps a lying size from costing thousands of tiny buffers.
+    const chunkSize = Math.min(16 * 1024, Math.max(4 * 1024, entry.uncompressedSize + 64));
+    const out = inflateRawSync(data, { maxOutputLength: SMALL_MEMBER_EXPANDED, chunkSize });
     return out.length === entry.uncompressedSize ? out : undefined;
   } catch {
     return undefined; // corrupt, truncated or larger than declared: let the stream path report it

@@ -376,8 +376,8 @@ export class AttachmentInspector {
     } catch (err) {
       return { findings: this.shared.findings, parts: this.shared.parts, error: `attachment inspection failed: ${err instanceof Error ? err.message : String(err)}` };
     } finally {
-      // Dropped, not only destroyed: the result outlives the parser (the milter still waits for clamd), and
-      // the walk's objects should die young instead of being copied by every collection while clamd works.
+      // Dropped, not only destroyed: the result outlives the parser while the milter waits for clamd, and
+      // nothing needs the walk's objects after this.
       root.destroy();
       this.root = undefined;
     }
