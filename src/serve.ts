@@ -5,6 +5,7 @@ import { MilterServer, type MilterFilter, type ServerObserver } from '@postfix-m
 import type { Socket } from 'node:net';
 import { ConfigError, loadConfigFile, type ConfigOverride } from './config/load-config.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
+import { ACCEPTS_PER_TURN, loadDuplicateDescriptor } from './duplicate-descriptor.js';
 import { createGatewayFilter } from './gateway/gateway-filter.js';
 import { buildServices, type ServiceSet } from './gateway/gateway-services.js';
 import type { Logger } from './log.js';
@@ -89,6 +90,9 @@ export async function serve(options: ServeOptions): Promise<void> {
     else log.warn({ reason }, 'TCP_QUICKACK unavailable: each milter command over TCP may wait for a delayed ACK; a UNIX socket avoids this');
   }
 
+  const { dup, reason: noDup } = loadDuplicateDescriptor();
+  if (!dup) log.warn({ reason: noDup }, 'dup(2) unavailable: the milter accepts one MTA connection per event-loop turn, which adds latency under bursts');
+
   const server = new MilterServer(current.filter, {
     maxSessions: m.maxSessions,
     idleTimeoutMs: m.idleTimeout,
@@ -97,6 +101,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     unixSocketMode: parseInt(m.socketMode, 8),
     observer: metricsObserver(metrics, loggingObserver(log)),
     ...(afterTcpRead ? { afterTcpRead } : {}),
+    ...(dup ? { duplicateDescriptor: dup, acceptsPerTurn: ACCEPTS_PER_TURN } : {}),
   });
   const address = await server.listen(m.listen);
   metrics.milterListening(true);
