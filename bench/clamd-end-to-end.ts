@@ -5,8 +5,8 @@
 //   (c) Postfix + Debian's clamav-milter (its own config in a temp dir) + the same clamd;
 // at 1, 10 and 50 concurrent SMTP connections, each connection sending one message per SMTP session (connect,
 // EHLO, MAIL, RCPT, DATA, QUIT) in a loop, all messages small (a few KB) and clean, some with an attachment.
-// Latency is connect → reply to the final `.`; "added" latency is a percentile minus the same percentile of
-// Postfix alone at the same concurrency. Both milters are on TCP (inet) sockets and both use the same clamd over
+// Latency is connect → reply to the final `.` (QUIT not included), also shown per SMTP step; "added" latency is
+// a percentile minus the same percentile of Postfix alone at the same concurrency. Both milters are on TCP (inet) sockets and both use the same clamd over
 // its UNIX socket. Then the peak RSS of each milter with 50 concurrent 10 MB messages.
 // Prints a table and ratios (ours / clamav-milter) and writes bench/results/clamd-end-to-end.json.
 //   node dist-test/bench/clamd-end-to-end.js            (BENCH_SECONDS=N per cell, default 6; BENCH_WARMUP_SECONDS=N
@@ -63,6 +63,8 @@ interface Cell {
   /** CPU time (user + system) per message of the milter process and of clamd, over the whole cell. */
   readonly milterCpuMsPerMsg: number;
   readonly clamdCpuMsPerMsg: number;
+  /** p50/p99 of each SMTP step (see PHASES). */
+  readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
   firstFailure?: string;
 }
 
@@ -113,14 +115,40 @@ function percentile(sorted: readonly number[], p: number): number {
 
 let sequence = 0;
 
-async function oneSession(port: number, message: string): Promise<void> {
+/**
+ * Where a session's time goes, by SMTP step (ms): Postfix talks to the milter during the greeting (OPTNEG),
+ * at MAIL (CONNECT, HELO and MAIL in one write), at RCPT and at the end of data; EHLO and DATA's 354 need no
+ * milter reply.
+ */
+const PHASES = ['greeting', 'ehlo', 'mail', 'rcpt', 'data', 'endOfData'] as const;
+type Phases = Record<(typeof PHASES)[number], number>;
+
+async function oneSession(port: number, message: string): Promise<Phases> {
+  let at = performance.now();
+  const lap = (): number => {
+    const now = performance.now();
+    const ms = now - at;
+    at = now;
+    return ms;
+  };
   const smtp = await SmtpClient.connect({ host: '127.0.0.1', port, timeoutMs: 60_000 });
   try {
+    const greeting = lap();
     const ehlo = await smtp.ehlo('bench.example.org');
+    const ehloMs = lap();
     if (ehlo.code !== 250) throw new Error(`EHLO: ${ehlo.raw}`);
-    const r = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message.replace('SEQ', String(++sequence)));
-    if (r.final?.code !== 250) throw new Error(r.final?.raw ?? r.data?.raw ?? r.rcpts[0]?.raw ?? r.mail.raw);
+    const mail = await smtp.mailFrom('sender@example.org');
+    const mailMs = lap();
+    if (mail.code !== 250) throw new Error(mail.raw);
+    const rcpt = await smtp.rcptTo('alice@example.test');
+    const rcptMs = lap();
+    if (rcpt.code !== 250) throw new Error(rcpt.raw);
+    let dataMs = 0;
+    const { data, final } = await smtp.data(message.replace('SEQ', String(++sequence)), () => (dataMs = lap()));
+    const endOfData = lap();
+    if (final?.code !== 250) throw new Error(final?.raw ?? data.raw);
     await smtp.quit();
+    return { greeting, ehlo: ehloMs, mail: mailMs, rcpt: rcptMs, data: dataMs, endOfData };
   } finally {
     smtp.destroy();
   }
@@ -130,6 +158,8 @@ interface CellRun {
   readonly cell: Cell;
   /** Latency of every measured message, sorted. */
   readonly latencies: readonly number[];
+  /** Per measured message, the time of each SMTP step. */
+  readonly phases: readonly Phases[];
 }
 
 async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number }, cellMs = CELL_MS): Promise<CellRun> {
@@ -139,6 +169,7 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   const measureFrom = start + WARMUP_MS;
   const stopAt = measureFrom + cellMs;
   const latencies: number[] = [];
+  const phases: Phases[] = [];
   let failures = 0;
   let firstFailure: string | undefined;
   let next = 0;
@@ -147,10 +178,14 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
       const message = SMALL[next++ % SMALL.length] as string;
       const t0 = performance.now();
       try {
-        await oneSession(port, message);
+        const p = await oneSession(port, message);
         completed++;
         const t1 = performance.now();
-        if (t0 >= measureFrom && t1 <= stopAt) latencies.push(t1 - t0);
+        if (t0 >= measureFrom && t1 <= stopAt) {
+          // Connect to the reply to the final dot (QUIT is not part of it).
+          latencies.push(PHASES.reduce((sum, k) => sum + p[k], 0));
+          phases.push(p);
+        }
       } catch (e) {
         failures++;
         firstFailure ??= (e as Error).message;
@@ -161,11 +196,26 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   await Promise.all(Array.from({ length: connections }, worker));
   latencies.sort((a, b) => a - b);
   const cpu = { milter: (cpuMs(pids.milter) - cpu0.milter) / completed, clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed };
-  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure), latencies };
+  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure, phases), latencies, phases };
 }
 
 /** A cell from its sorted latencies, measured seconds, failures and CPU per message. */
-function cellOf(mode: Mode, connections: number, latencies: readonly number[], seconds: number, failures: number, cpu: { milter: number; clamd: number }, firstFailure: string | undefined): Cell {
+function cellOf(
+  mode: Mode,
+  connections: number,
+  latencies: readonly number[],
+  seconds: number,
+  failures: number,
+  cpu: { milter: number; clamd: number },
+  firstFailure: string | undefined,
+  phases: readonly Phases[],
+): Cell {
+  const byPhase = Object.fromEntries(
+    PHASES.map((k) => {
+      const v = phases.map((p) => p[k]).sort((a, b) => a - b);
+      return [k, { p50Ms: percentile(v, 0.5), p99Ms: percentile(v, 0.99) }];
+    }),
+  ) as Cell['phases'];
   return {
     mode,
     connections,
@@ -177,6 +227,7 @@ function cellOf(mode: Mode, connections: number, latencies: readonly number[], s
     p99Ms: percentile(latencies, 0.99),
     milterCpuMsPerMsg: cpu.milter,
     clamdCpuMsPerMsg: cpu.clamd,
+    phases: byPhase,
     ...(firstFailure !== undefined ? { firstFailure } : {}),
   };
 }
@@ -191,7 +242,7 @@ function combineRuns(runs: readonly CellRun[]): Cell {
   const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
   const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
   const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg) };
-  return cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure);
+  return cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
 }
 
 /** Waits (at most 60 s) until the instance's queue is empty. */
@@ -476,6 +527,7 @@ attachments:
     memory.push(await bigRun('ours', port('ours'), gateway.child?.pid as number));
     memory.push(await bigRun('clamav-milter', port('clamav-milter'), cm.child.pid as number));
   }
+  printPhases(cells);
   if (PARTIAL) {
     for (const m of memory) console.log(JSON.stringify(m));
     const lines = gateway.messageLines();
@@ -496,6 +548,15 @@ attachments:
   }
   await clamd?.destroy();
   rmSync(work, { recursive: true, force: true });
+}
+
+/** p50/p99 of each SMTP step per mode and level: the milter is asked at the greeting, MAIL, RCPT and end of data. */
+function printPhases(cells: readonly Cell[]): void {
+  console.log('\nBy SMTP step, p50/p99 ms (the milter answers during the greeting, MAIL, RCPT and the end of data):');
+  for (const cell of cells) {
+    const steps = PHASES.map((k) => `${k} ${cell.phases[k].p50Ms.toFixed(1)}/${cell.phases[k].p99Ms.toFixed(1)}`).join('  ');
+    console.log(`  ${String(cell.connections).padStart(3)} conn ${cell.mode.padEnd(15)} ${steps}`);
+  }
 }
 
 function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {

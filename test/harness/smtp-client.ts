@@ -107,9 +107,10 @@ export class SmtpClient {
     return this.command(`XCLIENT ${Object.entries(attributes).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
 
-  /** DATA then the message; returns both replies (the second only if the first was 354). */
-  async data(message: string): Promise<{ data: SmtpReply; final?: SmtpReply }> {
+  /** DATA then the message; returns both replies (the second only if the first was 354). `onData` sees the first. */
+  async data(message: string, onData?: (reply: SmtpReply) => void): Promise<{ data: SmtpReply; final?: SmtpReply }> {
     const data = await this.command('DATA');
+    onData?.(data);
     if (data.code !== 354) return { data };
     this.socket.write(dotStuff(message), 'latin1');
     return { data, final: await this.read('end of data') };
