@@ -6,12 +6,16 @@ import koffi from 'koffi';
 /** Listening handles per milter socket when dup(2) is available. */
 export const ACCEPTS_PER_TURN = 8;
 
-/** dup(2), or the reason it is unavailable here. */
+// fcntl(fd, F_DUPFD_CLOEXEC, 0) rather than dup(fd): close-on-exec, like every descriptor Node opens, so a
+// program started from this process never inherits the listening socket (and never keeps its port bound).
+const F_DUPFD_CLOEXEC = 1030;
+
+/** A close-on-exec duplicate of a descriptor, or the reason none can be made here. */
 export function loadDuplicateDescriptor(): { dup: ((fd: number) => number) | undefined; reason: string | undefined } {
   if (process.platform !== 'linux') return { dup: undefined, reason: `only loaded on Linux (platform ${process.platform})` };
   try {
-    const dup = koffi.load('libc.so.6').func('int dup(int fd)') as (fd: number) => number;
-    return { dup, reason: undefined };
+    const fcntl = koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, arg: number) => number;
+    return { dup: (fd) => fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0), reason: undefined };
   } catch (e) {
     return { dup: undefined, reason: `cannot load libc through koffi: ${(e as Error).message}` };
   }

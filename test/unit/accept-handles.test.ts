@@ -1,6 +1,6 @@
 // MilterServer's acceptsPerTurn with the real dup(2) that `serve` passes it (src/duplicate-descriptor.ts).
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { closeSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -46,9 +46,22 @@ async function turnsToAccept(server: MilterServer<undefined>, port: number, coun
   return turns;
 }
 
-test('dup(2) loads on Linux', () => {
+test('the duplicate is a new close-on-exec descriptor for the same socket', async () => {
   assert.equal(process.platform, 'linux');
-  assert.equal(typeof dup, 'function', `dup unavailable: ${reason}`);
+  assert.ok(dup, `dup unavailable: ${reason}`);
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const copy = dup(fd);
+  try {
+    assert.ok(copy > fd, `a new descriptor (${copy})`);
+    const flags = parseInt(/^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${copy}`, 'utf8'))?.[1] ?? '0', 8);
+    assert.ok((flags & 0o2000000) !== 0, `O_CLOEXEC set (flags ${flags.toString(8)})`);
+    assert.equal(readlinkSync(`/proc/self/fd/${copy}`), readlinkSync(`/proc/self/fd/${fd}`), 'the same socket');
+  } finally {
+    closeSync(copy);
+    await new Promise((r) => server.close(r));
+  }
 });
 
 test('a burst of connections: one accepted per loop turn with one handle, up to acceptsPerTurn with duplicates', async () => {
