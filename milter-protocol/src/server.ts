@@ -50,9 +50,9 @@ export interface MilterServerOptions {
   /**
    * Connections that can be accepted per event-loop turn. libuv accepts one connection per readiness event of
    * a listening socket, so under load MTA connections wait in the kernel's accept queue, one loop turn each (at
-   * 50 concurrent SMTP sessions through Postfix, 10–33 were pending and OPTNEG took 20 ms at the median). N
-   * listening handles on duplicates of the socket's descriptor accept up to N per turn. Takes effect only with
-   * `duplicateDescriptor`. Default 1.
+   * 50 concurrent SMTP sessions through Postfix, 10–33 were pending and OPTNEG took 20 ms at the median). The
+   * socket plus N - 1 listening handles on duplicates of its descriptor accept up to N per turn. Takes effect
+   * only with `duplicateDescriptor`. Default 1.
    */
   readonly acceptsPerTurn?: number;
   /**
