@@ -5,7 +5,7 @@
 // after every read. Where the FFI or the option is unavailable, the milter works as before (slower over TCP;
 // UNIX sockets do not have the problem).
 import type { Socket } from 'node:net';
-import koffi from 'koffi';
+import { libcFunction } from './libc.js';
 
 const IPPROTO_TCP = 6;
 const TCP_QUICKACK = 12;
@@ -22,23 +22,17 @@ let cached: QuickAck | null | undefined;
 /** The quick-ACK setter, or null with the reason logged by the caller when this platform cannot do it. */
 export function loadQuickAck(): { setter: QuickAck | null; reason: string | undefined } {
   if (cached !== undefined) return { setter: cached, reason: cached ? undefined : 'unavailable' };
-  if (process.platform !== 'linux') {
+  const { fn: setsockopt, reason } = libcFunction<SetSockOpt>('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)');
+  if (!setsockopt) {
     cached = null;
-    return { setter: null, reason: `TCP_QUICKACK is Linux-only (platform ${process.platform})` };
+    return { setter: null, reason: `TCP_QUICKACK unavailable: ${reason}` };
   }
-  try {
-    const libc = koffi.load('libc.so.6');
-    const setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)') as SetSockOpt;
-    const one = Buffer.alloc(4);
-    one.writeInt32LE(1, 0);
-    cached = (socket: Socket): boolean => {
-      // Node keeps the descriptor on the internal handle; it is stable for the socket's lifetime.
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      return typeof fd === 'number' && fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, one, 4) === 0;
-    };
-    return { setter: cached, reason: undefined };
-  } catch (e) {
-    cached = null;
-    return { setter: null, reason: `cannot load libc through koffi: ${(e as Error).message}` };
-  }
+  const one = Buffer.alloc(4);
+  one.writeInt32LE(1, 0);
+  cached = (socket: Socket): boolean => {
+    // Node keeps the descriptor on the internal handle; it is stable for the socket's lifetime.
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    return typeof fd === 'number' && fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, one, 4) === 0;
+  };
+  return { setter: cached, reason: undefined };
 }
