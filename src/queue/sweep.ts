@@ -372,7 +372,9 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
       const next = await source.next();
       if (next.done) return;
       const entry = next.value;
-      if (stopped()) return; // not processed: the walk will find it again
+      // Not processed: the walk will find it again. Only an interruption stops here: this entry was issued within
+      // --limit, and another worker reaching the limit meanwhile must not drop it.
+      if (options.signal?.aborted === true) return;
       at = entry.key;
       if (!tracker.retry.has(entry.key)) tracker.issue(entry.key);
       filesThisRun++;
