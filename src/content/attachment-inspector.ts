@@ -9,14 +9,13 @@
 // Memory: bytes pushed but not yet parsed wait in the parser's queue (each byte is held once); per part
 // only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
-import type { AttachmentStream, MessageText } from 'mailparser';
 import type { AttachmentsConfig } from './attachment-config.js';
 import { type ArchiveContext, inspectZip } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
 import { MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
-import { InspectingMailParser } from './mail-parser-with-raw-headers.js';
+import { type LeafPart, type LeafSink, MimeLeafSplitter } from './mime-leaf-splitter.js';
 import { PlainBodyWatch, plainTextBody } from './plain-text-shortcut.js';
 import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
@@ -27,205 +26,214 @@ interface Shared {
   readonly names: NameRules;
   readonly content: ContentRules;
   readonly archive: ArchiveContext;
-  readonly findings: Finding[];
-  readonly parts: PartSummary[];
   leafParts: number;
   aborted: boolean;
 }
 
-function structured(value: unknown): { value: string; params: Record<string, string> } | undefined {
-  if (value === null || typeof value !== 'object') return undefined;
-  const v = value as { value?: unknown; params?: unknown };
-  if (typeof v.value !== 'string') return undefined;
-  const params: Record<string, string> = {};
-  if (v.params !== null && typeof v.params === 'object') {
-    for (const [k, p] of Object.entries(v.params)) if (typeof p === 'string') params[k] = p;
+/**
+ * What one part yielded. A part's checks may finish after later parts' (a zip is listed asynchronously), so
+ * each part writes into a report taken when it starts, and the result lists the reports in that order.
+ */
+interface Report {
+  readonly findings: Finding[];
+  readonly parts: PartSummary[];
+  /** An attached message's own reports: its findings follow this part's, its parts precede this one. */
+  nested?: readonly Report[];
+}
+
+/** Every finding once (the first in document order), and every part summary. */
+function collect(reports: readonly Report[], into: { findings: Finding[]; parts: PartSummary[] } = { findings: [], parts: [] }): { findings: Finding[]; parts: PartSummary[] } {
+  for (const r of reports) {
+    for (const f of r.findings) {
+      if (!into.findings.some((g) => g.kind === f.kind && g.rule === f.rule && g.path === f.path && g.name === f.name)) into.findings.push(f);
+    }
+    if (r.nested) collect(r.nested, into);
+    into.parts.push(...r.parts);
   }
-  return { value: v.value, params };
+  return into;
 }
 
-function addFinding(shared: Shared, f: Finding): void {
-  const dup = shared.findings.some((g) => g.kind === f.kind && g.rule === f.rule && g.path === f.path && g.name === f.name);
-  if (!dup) shared.findings.push(f);
-}
+const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
 
-/** Walks one message (the top one, or one attached as message/rfc822) with its own parser. */
+/** Walks one message (the top one, or one attached as message/rfc822) with its own splitter. */
 class MessageWalker {
-  private readonly parser: InspectingMailParser;
+  private readonly splitter: MimeLeafSplitter;
   private readonly shared: Shared;
   private readonly prefix: string;
   private readonly depth: number;
   private readonly pending = new Set<Promise<void>>();
-  private readonly ended: Promise<void>;
+  /** In document order: one per leaf part, one per splitter error. */
+  readonly reports: Report[] = [];
 
   constructor(shared: Shared, prefix: string, depth: number) {
     this.shared = shared;
     this.prefix = prefix;
     this.depth = depth;
-    // ignoreEmbedded: every message/rfc822 part comes to us as a stream (even base64-encoded ones, which
-    // mailsplit never descends into), and we walk it with a nested walker under our own depth limit.
-    this.parser = new InspectingMailParser({ ignoreEmbedded: true, checksumAlgo: false, skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true, maxChildNodes: shared.config.maxParts + 16 });
-    this.ended = new Promise((resolve) => {
-      this.parser.on('end', () => resolve());
-      this.parser.on('close', () => resolve());
-      this.parser.on('error', (err: unknown) => {
-        addFinding(this.shared, { kind: 'malformed-mime', rule: 'mime-parse', name: err instanceof Error ? err.message.slice(0, 200) : 'parse error', path: `${this.prefix}message` });
-        resolve();
-      });
-    });
-    this.parser.on('data', (data: AttachmentStream | MessageText) => {
-      if (data.type !== 'attachment') return;
-      const job = this.handle(data).catch((err: unknown) => {
-        this.failure ??= err instanceof Error ? err : new Error(String(err));
-      });
-      this.pending.add(job);
-      void job.finally(() => this.pending.delete(job));
+    this.splitter = new MimeLeafSplitter({
+      maxChildNodes: shared.config.maxParts + 16,
+      onLeaf: (part) => this.guarded(() => this.startLeaf(part)) ?? IGNORED,
+      onError: (err) => this.newReport().findings.push({ kind: 'malformed-mime', rule: 'mime-parse', name: err.message.slice(0, 200), path: `${prefix}message` }),
     });
   }
 
   failure: Error | undefined;
 
   write(chunk: Buffer): void {
-    if (!this.shared.aborted) this.parser.write(chunk);
+    if (!this.shared.aborted) this.splitter.write(chunk);
   }
 
-  /** Resolves once the parser has worked its queue down (it holds every byte written and not yet parsed). */
+  /** Resolves once the splitter has worked its queue down (it holds every byte written and not yet split). */
   drained(): Promise<void> {
-    if (!this.parser.writableNeedDrain || this.shared.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.parser.off('drain', done);
-        this.parser.off('close', done);
-        resolve();
-      };
-      this.parser.once('drain', done);
-      this.parser.once('close', done);
-    });
+    return this.shared.aborted ? Promise.resolve() : this.splitter.drained();
   }
 
   async end(): Promise<void> {
-    this.parser.end();
-    await this.ended;
+    this.splitter.end();
+    await this.splitter.ended;
     while (this.pending.size > 0) await Promise.all([...this.pending]);
     if (this.failure) throw this.failure;
   }
 
   destroy(): void {
-    this.parser.destroy();
+    this.splitter.destroy();
   }
 
-  private async handle(att: AttachmentStream): Promise<void> {
-    const shared = this.shared;
-    const path = `${this.prefix}part ${att.partId ?? '1'}`;
+  /**
+   * Our code runs inside the splitter's data event: an exception there is the inspection's failure (the
+   * message is tempfailed), never an exception out of the splitter.
+   */
+  private guarded<T>(work: () => T): T | undefined {
     try {
-      shared.leafParts++;
-      if (shared.leafParts > shared.config.maxParts) {
-        addFinding(shared, { kind: 'malformed-mime', rule: 'too-many-parts', name: '', path: `${this.prefix}message` });
-        await drain(att);
-        return;
-      }
-      const ct = structured(att.headers.get('content-type'));
-      const cd = structured(att.headers.get('content-disposition'));
-      // The declared type as sent (att.contentType replaces application/octet-stream by a guess from the name).
-      const declared = (ct?.value ?? 'text/plain').toLowerCase();
-      const names: string[] = [];
-      const addName = (n: string | undefined): void => {
-        if (n !== undefined && n !== '' && !names.includes(n)) names.push(n);
-      };
-      for (const n of namesFromHeaderLines(this.parser.rawHeaders.get(att.headers) ?? [])) addName(n);
-      addName(cd?.params['filename']);
-      addName(ct?.params['name']);
-      addName(att.filename);
-      for (const n of names) for (const f of checkName(n, shared.names, path, false)) addFinding(shared, f);
+      return work();
+    } catch (err) {
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
+      return undefined;
+    }
+  }
 
-      if (declared === 'message/rfc822' || declared === 'message/global') {
-        await this.walkAttachedMessage(att, path, names);
-        return;
-      }
+  private newReport(): Report {
+    const report: Report = { findings: [], parts: [] };
+    this.reports.push(report);
+    return report;
+  }
 
-      const disposition = (cd?.value ?? '').toLowerCase();
-      const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && disposition !== 'attachment';
-      const collector = new ContentCollector(shared.config.archives.maxBytes);
-      const uuBlocks: { name: string; collector: ContentCollector }[] = [];
-      const uu = declared.startsWith('text/')
-        ? new UuencodeScanner((name): DecodedSink => {
-            const c = new ContentCollector(shared.config.archives.maxBytes);
-            uuBlocks.push({ name, collector: c });
-            return { write: (b) => c.write(b), end: () => undefined };
-          })
-        : undefined;
-      await consume(att, (chunk) => {
-        collector.write(chunk);
-        uu?.write(chunk);
-      });
-      uu?.end();
+  /** Work left after a leaf's last byte (archive listing); the walk's end waits for it. */
+  private track(work: () => Promise<void>): void {
+    const job = work().catch((err: unknown) => {
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
+    });
+    this.pending.add(job);
+    void job.finally(() => this.pending.delete(job));
+  }
 
-      const detected = detectType(collector.head(), collector.tail());
-      if (!isBodyText) for (const f of checkContent(detected, names, declared, shared.content, path)) addFinding(shared, f);
-      const members = await this.inspectArchive(collector, detected, names[0] ?? 'archive', path);
-      collector.release();
-      shared.parts.push({ path, contentType: declared, names, size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
+  /** A leaf's header block: its names are checked now, its content as it arrives and at its end. */
+  private startLeaf(part: LeafPart): LeafSink {
+    const shared = this.shared;
+    const path = `${this.prefix}part ${part.partId ?? '1'}`;
+    const report = this.newReport();
+    shared.leafParts++;
+    if (shared.leafParts > shared.config.maxParts) {
+      report.findings.push({ kind: 'malformed-mime', rule: 'too-many-parts', name: '', path: `${this.prefix}message` });
+      return IGNORED;
+    }
+    const declared = part.contentType ?? 'text/plain';
+    const names = namesFromHeaderLines(part.headerLines);
+    if (part.filename !== undefined && part.filename !== '' && !names.includes(part.filename)) names.push(part.filename);
+    for (const n of names) report.findings.push(...checkName(n, shared.names, path, false));
 
-      for (const [i, block] of uuBlocks.entries()) {
-        const uuPath = `${path} > uuencoded${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
-        for (const f of checkName(block.name, shared.names, uuPath, false)) addFinding(shared, f);
-        const uuType = detectType(block.collector.head(), block.collector.tail());
-        for (const f of checkContent(uuType, [block.name], '', shared.content, uuPath)) addFinding(shared, f);
-        const uuMembers = await this.inspectArchive(block.collector, uuType, block.name, uuPath);
-        block.collector.release();
-        shared.parts.push({ path: uuPath, contentType: 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
-      }
-    } finally {
-      att.release?.();
+    if (declared === 'message/rfc822' || declared === 'message/global') return this.attachedMessage(report, path, names);
+
+    const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && part.disposition !== 'attachment';
+    const collector = new ContentCollector(shared.config.archives.maxBytes);
+    const uuBlocks: { name: string; collector: ContentCollector }[] = [];
+    const uu = declared.startsWith('text/')
+      ? new UuencodeScanner((name): DecodedSink => {
+          const c = new ContentCollector(shared.config.archives.maxBytes);
+          uuBlocks.push({ name, collector: c });
+          return { write: (b) => c.write(b), end: () => undefined };
+        })
+      : undefined;
+    return {
+      write: (chunk) =>
+        this.guarded(() => {
+          collector.write(chunk);
+          uu?.write(chunk);
+        }),
+      end: () =>
+        this.guarded(() => {
+          uu?.end();
+          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, collector, uuBlocks));
+        }),
+    };
+  }
+
+  private async finishLeaf(
+    report: Report,
+    path: string,
+    declared: string,
+    names: readonly string[],
+    isBodyText: boolean,
+    collector: ContentCollector,
+    uuBlocks: readonly { name: string; collector: ContentCollector }[],
+  ): Promise<void> {
+    const shared = this.shared;
+    const detected = detectType(collector.head(), collector.tail());
+    if (!isBodyText) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
+    const members = await this.inspectArchive(report, collector, detected, names[0] ?? 'archive', path);
+    collector.release();
+    report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
+
+    for (const [i, block] of uuBlocks.entries()) {
+      const uuPath = `${path} > uuencoded${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
+      report.findings.push(...checkName(block.name, shared.names, uuPath, false));
+      const uuType = detectType(block.collector.head(), block.collector.tail());
+      report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
+      const uuMembers = await this.inspectArchive(report, block.collector, uuType, block.name, uuPath);
+      block.collector.release();
+      report.parts.push({ path: uuPath, contentType: 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }
   }
 
   /** Lists a zip part; returns the member count, or undefined when the part is not a zip. */
-  private async inspectArchive(collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
+  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
     if (detected !== 'zip') return undefined;
     const shared = this.shared;
     const whole = collector.wholeZip();
     if (!whole) {
-      if (collector.tooLarge && shared.config.archives.unlistable === 'reject') addFinding(shared, { kind: 'archive-limit', rule: 'archive-too-large', name, path });
+      if (collector.tooLarge && shared.config.archives.unlistable === 'reject') report.findings.push({ kind: 'archive-limit', rule: 'archive-too-large', name, path });
       return undefined;
     }
-    const report = await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive);
-    for (const f of report.findings) addFinding(shared, f);
-    return report.members;
+    const listing = await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive);
+    report.findings.push(...listing.findings);
+    return listing.members;
   }
 
-  private async walkAttachedMessage(att: AttachmentStream, path: string, names: readonly string[]): Promise<void> {
+  /** An attached message is walked by a walker of its own, one level deeper, while it arrives. */
+  private attachedMessage(report: Report, path: string, names: readonly string[]): LeafSink {
     const shared = this.shared;
     if (this.depth >= shared.config.maxMessageDepth) {
-      addFinding(shared, { kind: 'archive-limit', rule: 'message-depth', name: names[0] ?? '', path });
-      await drain(att);
-      return;
+      report.findings.push({ kind: 'archive-limit', rule: 'message-depth', name: names[0] ?? '', path });
+      return IGNORED;
     }
     const child = new MessageWalker(shared, `${path} > ${names[0] ?? 'message'} > `, this.depth + 1);
+    report.nested = child.reports;
     let size = 0;
-    try {
-      await consume(att, (chunk) => {
+    return {
+      write: (chunk) => {
         size += chunk.length;
         child.write(chunk);
-      });
-      await child.end();
-    } finally {
-      child.destroy();
-    }
-    shared.parts.push({ path, contentType: 'message/rfc822', names: [...names], size, detectedType: 'message' });
+      },
+      end: () =>
+        this.track(async () => {
+          try {
+            await child.end();
+          } finally {
+            child.destroy();
+          }
+          report.parts.push({ path, contentType: 'message/rfc822', names: [...names], size, detectedType: 'message' });
+        }),
+    };
   }
-}
-
-function consume(att: AttachmentStream, onChunk: (chunk: Buffer) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    att.content.on('data', (chunk: Buffer | string) => onChunk(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk));
-    att.content.once('end', () => resolve());
-    att.content.once('error', reject);
-  });
-}
-
-function drain(att: AttachmentStream): Promise<void> {
-  return consume(att, () => undefined);
 }
 
 // The header block is held until the blank line to decide between the shortcut and the full walk.
@@ -269,8 +277,6 @@ export class AttachmentInspector {
         budget: { expandedLeft: config.archives.maxExpandedBytes },
         cancelled: () => this.shared.aborted,
       },
-      findings: [],
-      parts: [],
       leafParts: 0,
       aborted: false,
     };
@@ -372,9 +378,9 @@ export class AttachmentInspector {
     try {
       await root.end();
       if (this.shared.aborted) return { findings: [], parts: [], error: 'inspection aborted' };
-      return { findings: this.shared.findings, parts: this.shared.parts };
+      return collect(root.reports);
     } catch (err) {
-      return { findings: this.shared.findings, parts: this.shared.parts, error: `attachment inspection failed: ${err instanceof Error ? err.message : String(err)}` };
+      return { ...collect(root.reports), error: `attachment inspection failed: ${err instanceof Error ? err.message : String(err)}` };
     } finally {
       // Dropped, not only destroyed: the result outlives the parser while the milter waits for clamd, and
       // nothing needs the walk's objects after this.

@@ -1,10 +1,8 @@
-// Behaviour of the streaming inspector beyond the corpus: config switches, limits, abort, and the two
-// mailparser internals we rely on (see src/content/mail-parser-with-raw-headers.ts).
+// Behaviour of the streaming inspector beyond the corpus: config switches, limits, ordering, abort.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/content/attachment-config.js';
 import { AttachmentInspector, inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
-import { InspectingMailParser } from 'postfix-milter-ts/content/mail-parser-with-raw-headers.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 function message(parts: { headers: string; body: string }[]): Buffer {
@@ -18,13 +16,6 @@ const file = (name: string, data: Buffer | string, type = 'application/octet-str
 });
 
 describe('AttachmentInspector', () => {
-  test('the mailparser internals it relies on are present', () => {
-    const p = new InspectingMailParser({});
-    assert.equal(p.streamsTextParts, true);
-    assert.equal(p.hasRawHeaderAccess, true);
-    p.destroy();
-  });
-
   test('config switches turn rules off', async () => {
     const raw = message([file('invoice.pdf.exe', 'x'), file('a.{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}', 'x')]);
     const on = await inspectMessage(raw, defaultAttachmentsConfig());
@@ -73,6 +64,23 @@ describe('AttachmentInspector', () => {
       ['part 1', 'application/pdf', 'pdf', undefined],
       ['part 2', 'application/zip', 'zip', 1],
     ]);
+  });
+
+  test('findings and parts are in document order, the parts of an attached message before its own summary', async () => {
+    // The zip in part 1 is listed asynchronously and finishes after the later parts: the order stays the message's.
+    const attached = `Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n${file('inner.exe', 'x').headers}\r\neA==\r\n--i--\r\n`;
+    const raw = message([
+      file('a.zip', makeZip([{ name: 'x.exe', data: 'x' }]), 'application/zip'),
+      { headers: 'Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n', body: Buffer.from(attached).toString('base64').replace(/.{76}/g, '$&\r\n') },
+      file('b.scr', 'x'),
+    ]);
+    for (const step of [raw.length, 5]) {
+      const inspector = new AttachmentInspector(defaultAttachmentsConfig());
+      for (let i = 0; i < raw.length; i += step) inspector.push(raw.subarray(i, i + step));
+      const r = await inspector.finish();
+      assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.name}`), ['part 1 > a.zip > x.exe: x.exe', 'part 2 > message > part 1: inner.exe', 'part 3: b.scr']);
+      assert.deepEqual(r.parts.map((p) => p.path), ['part 1', 'part 2 > message > part 1', 'part 2', 'part 3']);
+    }
   });
 
   test('abort() releases the message; finish() then reports it was aborted', async () => {

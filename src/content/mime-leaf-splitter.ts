@@ -1,0 +1,142 @@
+// A message's leaf MIME parts, decoded, as they stream in: mailsplit's Splitter (the MIME splitter under
+// mailparser) finds the parts, and each leaf's bytes are transfer-decoded in the same call that delivered them.
+//
+// Why not mailparser itself: on top of the same splitter it gives each part its own decoder and content streams
+// and waits an event-loop turn per splitter chunk. For the small multipart messages of a busy gateway that came
+// to about 85 % of the inspection's CPU (260 µs of a 3.6 KB message with one attachment; ~45 µs this way), and
+// at 50 concurrent SMTP sessions on two cores it cost the milter more CPU per message than clamav-milter's whole
+// job. The parts, their numbering and what counts as a leaf are mailparser's (part ids as `partId`, every
+// non-multipart node a leaf, `message/rfc822` bodies not descended into: the caller walks them itself).
+import { Transform } from 'node:stream';
+import { Splitter } from '@zone-eu/mailsplit';
+import type { MimeNode, SplitterChunk } from '@zone-eu/mailsplit/lib/types.js';
+import type { RawHeaderLine } from './mime-names.js';
+import { type TransferDecoder, transferDecoder } from './transfer-decoder.js';
+
+/** One leaf part, from its header block. */
+export interface LeafPart {
+  /** IMAP-style number inside a multipart (`2`, `1.3`); undefined for the body of a single-part message. */
+  readonly partId: string | undefined;
+  /** Every header line of the part, as received. */
+  readonly headerLines: readonly RawHeaderLine[];
+  /** The declared `Content-Type` value, lower-case, without parameters; undefined when there is none. */
+  readonly contentType: string | undefined;
+  /** The `Content-Disposition` value, lower-case; undefined when there is none. */
+  readonly disposition: string | undefined;
+  /** The file name mailsplit decodes (disposition `filename`, else type `name`). */
+  readonly filename: string | undefined;
+}
+
+/** Receives a leaf's decoded bytes, then its end. */
+export interface LeafSink {
+  write(decoded: Buffer): void;
+  end(): void;
+}
+
+export interface MimeLeafSplitterOptions {
+  readonly maxChildNodes: number;
+  /** Called at each leaf's header block; what it returns gets the leaf's content. */
+  readonly onLeaf: (part: LeafPart) => LeafSink;
+  /** The splitter refused the message (e.g. a header block over 1 MiB, too many parts). */
+  readonly onError: (err: Error) => void;
+}
+
+const MULTIPART = /^multipart\//i;
+
+export class MimeLeafSplitter {
+  /** Resolves when the splitter has ended, by the end of input or an error. */
+  readonly ended: Promise<void>;
+  /** mailsplit's Splitter, seen as the Transform it is (its typings declare only the data event). */
+  private readonly splitter: Transform;
+  private readonly onLeaf: (part: LeafPart) => LeafSink;
+  private leaf: { readonly decoder: TransferDecoder; readonly sink: LeafSink } | undefined;
+
+  constructor(options: MimeLeafSplitterOptions) {
+    this.onLeaf = options.onLeaf;
+    const splitter = new Splitter({ ignoreEmbedded: true, maxChildNodes: options.maxChildNodes });
+    splitter.on('data', (chunk: SplitterChunk) => this.take(chunk));
+    // It extends Transform, but its typings narrow every event method to 'data'.
+    if (!((splitter as unknown) instanceof Transform)) throw new TypeError('mailsplit Splitter is no longer a Transform stream');
+    this.splitter = splitter as unknown as Transform;
+    this.ended = new Promise((resolve) => {
+      this.splitter.on('end', () => {
+        this.endLeaf();
+        resolve();
+      });
+      this.splitter.on('close', () => resolve());
+      this.splitter.on('error', (err: Error) => {
+        this.endLeaf();
+        options.onError(err);
+        resolve();
+      });
+    });
+  }
+
+  /** False when the splitter's input buffer is full: wait for drained() before writing more. */
+  write(chunk: Buffer): boolean {
+    return this.splitter.write(chunk);
+  }
+
+  /** Resolves once the splitter has worked its input down (it holds every byte written and not yet split). */
+  drained(): Promise<void> {
+    if (!this.splitter.writableNeedDrain || this.splitter.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.splitter.off('drain', done);
+        this.splitter.off('close', done);
+        resolve();
+      };
+      this.splitter.once('drain', done);
+      this.splitter.once('close', done);
+    });
+  }
+
+  end(): void {
+    this.splitter.end();
+  }
+
+  destroy(): void {
+    this.leaf = undefined;
+    this.splitter.destroy();
+  }
+
+  private take(chunk: SplitterChunk): void {
+    if (chunk.type === 'body') {
+      const leaf = this.leaf;
+      if (leaf) {
+        const decoded = leaf.decoder.write(chunk.value);
+        if (decoded.length > 0) leaf.sink.write(decoded);
+      }
+      return;
+    }
+    // A new node, or multipart structure (a delimiter line, preamble, epilogue), ends the leaf before it.
+    this.endLeaf();
+    if (chunk.type === 'node') this.startNode(chunk);
+  }
+
+  private startNode(node: MimeNode): void {
+    const contentType = node.contentType === false && node.root ? 'text/plain' : node.contentType;
+    if (contentType !== false && MULTIPART.test(contentType)) return;
+    const headers = node.headers;
+    const headerLines = headers === false ? [] : headers.getList();
+    const declared = headers !== false && headers.get('Content-Type').length > 0 && contentType !== false ? contentType : undefined;
+    const partId = node._parentBoundary === false ? '' : (node.partNr === false ? [] : node.partNr).filter((n) => typeof n === 'number').join('.');
+    const sink = this.onLeaf({
+      partId: partId === '' ? undefined : partId,
+      headerLines,
+      contentType: declared,
+      disposition: node.disposition === false ? undefined : node.disposition,
+      filename: node.filename === false ? undefined : node.filename,
+    });
+    this.leaf = { decoder: transferDecoder(node.encoding), sink };
+  }
+
+  private endLeaf(): void {
+    const leaf = this.leaf;
+    if (!leaf) return;
+    this.leaf = undefined;
+    const rest = leaf.decoder.end();
+    if (rest.length > 0) leaf.sink.write(rest);
+    leaf.sink.end();
+  }
+}

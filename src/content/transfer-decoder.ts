@@ -1,0 +1,80 @@
+// Content-Transfer-Encoding decoding of one MIME part while it streams in, chunk by chunk and synchronously:
+// a part's bytes reach the checks in the same call that delivered them, with no stream objects per part.
+// The byte decoding itself is libbase64's and libqp's (the decoders mailsplit and mailparser use); what is ours
+// is where a chunk may be cut so that decoding the pieces gives the bytes decoding the whole would.
+import { decode as decodeBase64 } from 'libbase64';
+import { decode as decodeQuotedPrintable } from 'libqp';
+
+export interface TransferDecoder {
+  /** Decoded bytes of `chunk` that are complete so far (possibly none). */
+  write(chunk: Buffer): Buffer;
+  /** Whatever was held back waiting for more. */
+  end(): Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+const NOT_BASE64 = /[^A-Za-z0-9+/=]/;
+const NOT_BASE64_ALL = /[^A-Za-z0-9+/=]+/g;
+
+/** Base64: only complete quartets are decoded; a padding `=` ends a segment, so the count restarts after it. */
+class Base64Decoder implements TransferDecoder {
+  private carry = '';
+
+  write(chunk: Buffer): Buffer {
+    let text = this.carry + chunk.toString('latin1');
+    if (NOT_BASE64.test(text)) text = text.replace(NOT_BASE64_ALL, '');
+    const afterPad = text.lastIndexOf('=') + 1;
+    const usable = afterPad + (text.length - afterPad - ((text.length - afterPad) % 4));
+    this.carry = text.slice(usable);
+    return usable > 0 ? decodeBase64(text.slice(0, usable)) : EMPTY;
+  }
+
+  end(): Buffer {
+    const rest = this.carry;
+    this.carry = '';
+    return rest === '' ? EMPTY : decodeBase64(rest);
+  }
+}
+
+// A line longer than this (no line break at all, which RFC 2045 forbids past 76) is cut inside; the cut avoids
+// an `=XX` escape and trailing white space, which libqp strips at a line's end.
+const MAX_QP_CARRY = 16 * 1024;
+
+function isQuotedPrintableBreakable(text: string, at: number): boolean {
+  const last = text.charCodeAt(at - 1);
+  return text[at - 1] !== '=' && text[at - 2] !== '=' && last !== 0x20 && last !== 0x09;
+}
+
+/** Quoted-printable: decoded a whole line at a time, as escapes, soft breaks and trailing space are per line. */
+class QuotedPrintableDecoder implements TransferDecoder {
+  private carry = '';
+
+  write(chunk: Buffer): Buffer {
+    const text = this.carry + chunk.toString('latin1');
+    let cut = text.lastIndexOf('\n') + 1;
+    if (cut === 0 && text.length > MAX_QP_CARRY) {
+      cut = text.length;
+      while (cut > text.length - 64 && !isQuotedPrintableBreakable(text, cut)) cut--;
+    }
+    this.carry = text.slice(cut);
+    return cut > 0 ? decodeQuotedPrintable(text.slice(0, cut)) : EMPTY;
+  }
+
+  end(): Buffer {
+    const rest = this.carry;
+    this.carry = '';
+    return rest === '' ? EMPTY : decodeQuotedPrintable(rest);
+  }
+}
+
+const IDENTITY: TransferDecoder = { write: (chunk) => chunk, end: () => EMPTY };
+
+/**
+ * The decoder for a part's transfer encoding (lower-case, as mailsplit gives it). Like mailsplit and
+ * mailparser, anything but `base64` and `quoted-printable` passes through as it is.
+ */
+export function transferDecoder(encoding: string | false): TransferDecoder {
+  if (encoding === 'base64') return new Base64Decoder();
+  if (encoding === 'quoted-printable') return new QuotedPrintableDecoder();
+  return IDENTITY;
+}
