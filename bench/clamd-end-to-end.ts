@@ -25,6 +25,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdInstance } from '../test/harness/clamd-instance.js';
+import { ExitCleanup } from '../test/harness/exit-cleanup.js';
 import { freeLoopbackPort } from '../test/harness/free-port.js';
 import { GatewayProcess } from '../test/harness/gateway-process.js';
 import { PostfixInstance } from '../test/harness/postfix-instance.js';
@@ -366,7 +367,7 @@ async function startClamavMilter(dir: string, clamdSocket: string): Promise<{ ch
   ];
   const confFile = join(dir, 'clamav-milter.conf');
   writeFileSync(confFile, `${conf.join('\n')}\n`);
-  const child = spawn(CLAMAV_MILTER, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(CLAMAV_MILTER, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const deadline = Date.now() + 15_000;
@@ -428,6 +429,17 @@ let clamd: ClamdInstance | undefined;
 let gateway: GatewayProcess | undefined;
 let clamdOnly: GatewayProcess | undefined;
 let clamavMilter: ChildProcess | undefined;
+// The servers run in sessions of their own (see below), so a Ctrl-C of the benchmark no longer reaches them.
+const ownSessionServers = new ExitCleanup<number>(
+  (pid) => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  },
+  { signals: true },
+);
 const postfixes = new Map<Mode, PostfixInstance>();
 
 try {
@@ -436,7 +448,7 @@ try {
   // inodes): clamd's CPU per message tripled (0.6 -> 2.1 ms, perf: find_inode_bit, recently_deleted) and the
   // cells after the Postfix-alone one measured that instead of the milters. Its temporary directory on tmpfs, a
   // common setup, keeps the shared scanner steady for both milters; Postfix's queue stays on disk.
-  clamd = await ClamdInstance.start({ streamMaxLength: '30M', ...(existsSync('/dev/shm') ? { parentDirectory: '/dev/shm' } : {}) });
+  clamd = await ClamdInstance.start({ streamMaxLength: '30M', ownSession: true, ...(existsSync('/dev/shm') ? { parentDirectory: '/dev/shm' } : {}) });
   if (CLAMD_THREADS !== undefined) {
     // The harness runs clamd with MaxThreads 4; Debian's packaged clamd.conf has 12 (clamd's default 10).
     const conf = join(clamd.dir, 'clamd.conf');
@@ -462,13 +474,18 @@ metrics:
 attachments:
   enabled: ${attachments}
 `;
+  // Every server runs in a session of its own, as systemd starts services (Postfix's master does so itself). With
+  // the kernel's autogroup scheduling a session shares the CPU as one group: left in the benchmark's session, a
+  // milter would compete for CPU inside one group with this load generator and clamd.
   gateway = await GatewayProcess.start({
+    ownSession: true,
     config: gatewayConfig(true),
     env: { NODE_OPTIONS: [PROFILE_DIR ? `--import=${profilerPreload(PROFILE_DIR)}` : '', MILTER_NODE_OPTIONS].join(' ').trim() },
   });
-  clamdOnly = MODES.includes('ours-clamd-only') ? await GatewayProcess.start({ config: gatewayConfig(false), env: { NODE_OPTIONS: MILTER_NODE_OPTIONS } }) : undefined;
+  clamdOnly = MODES.includes('ours-clamd-only') ? await GatewayProcess.start({ ownSession: true, config: gatewayConfig(false), env: { NODE_OPTIONS: MILTER_NODE_OPTIONS } }) : undefined;
   const cm = await startClamavMilter(join(work, 'clamav-milter'), clamd.socketPath);
   clamavMilter = cm.child;
+  for (const pid of [clamd.pid, gateway.child?.pid, clamdOnly?.child?.pid, clamavMilter.pid]) if (pid !== undefined) ownSessionServers.add(pid);
   const milters: Record<Mode, string> = { postfix: '', ours: gateway.milterAddress, 'ours-clamd-only': clamdOnly?.milterAddress ?? '', 'clamav-milter': cm.address };
   const milterPids: Record<Mode, number | undefined> = { postfix: undefined, ours: gateway.child?.pid, 'ours-clamd-only': clamdOnly?.child?.pid, 'clamav-milter': cm.child.pid };
   for (const mode of MODES) {
@@ -538,6 +555,7 @@ attachments:
   }
   else report(cells, memory);
 } finally {
+  for (const pid of [clamd?.pid, gateway?.child?.pid, clamdOnly?.child?.pid, clamavMilter?.pid]) if (pid !== undefined) ownSessionServers.delete(pid);
   for (const p of postfixes.values()) await p.stop().catch(() => undefined);
   await gateway?.stop();
   await clamdOnly?.stop();

@@ -55,6 +55,8 @@ export interface ClamdInstanceOptions {
    * state (see bench/clamd-end-to-end.ts).
    */
   readonly parentDirectory?: string;
+  /** Start clamd in a session of its own (setsid), as systemd starts a service (see GatewayProcessOptions). */
+  readonly ownSession?: boolean;
 }
 
 const live = new ExitCleanup<ClamdInstance>((instance) => instance.killSync());
@@ -64,6 +66,7 @@ export class ClamdInstance {
   readonly socketPath: string;
   readonly tcpPort: number;
   readonly #startTimeoutMs: number;
+  #ownSession = false;
   #process: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
   /** Milliseconds from spawn to the first PONG, for the last start. */
@@ -80,6 +83,7 @@ export class ClamdInstance {
     const dir = mkdtempSync(join(options.parentDirectory ?? tmpdir(), 'clamd-test-'));
     const instance = new ClamdInstance(dir, await freeLoopbackPort(), options.startTimeoutMs ?? 60_000);
     instance.#writeFiles(options);
+    instance.#ownSession = options.ownSession === true;
     live.add(instance);
     try {
       await instance.restart();
@@ -117,7 +121,7 @@ export class ClamdInstance {
   async restart(): Promise<void> {
     if (this.running) throw new Error('clamd is already running');
     const started = Date.now();
-    const child = spawn(CLAMD, ['--foreground', '-c', join(this.dir, 'clamd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(CLAMD, ['--foreground', '-c', join(this.dir, 'clamd.conf')], { stdio: ['ignore', 'ignore', 'pipe'], detached: this.#ownSession });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     this.#process = child;

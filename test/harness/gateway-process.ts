@@ -22,6 +22,11 @@ export interface GatewayProcessOptions {
   readonly startTimeoutMs?: number;
   /** Group id to run the process with (as `Group=` in a systemd unit): files it creates get this group. */
   readonly gid?: number;
+  /**
+   * Start it in a session of its own (setsid), as systemd starts a service. With the kernel's autogroup
+   * scheduling each session shares the CPU as one group, so this keeps the process out of the caller's group.
+   */
+  readonly ownSession?: boolean;
 }
 
 const live = new Set<GatewayProcess>();
@@ -60,6 +65,7 @@ export class GatewayProcess {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(options.gid !== undefined ? { gid: options.gid } : {}),
+      ...(options.ownSession === true ? { detached: true } : {}),
     });
     this.child = child;
     live.add(this);
