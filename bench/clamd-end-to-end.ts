@@ -64,6 +64,8 @@ interface Cell {
   /** CPU time (user + system) per message of the milter process and of clamd, over the whole cell. */
   readonly milterCpuMsPerMsg: number;
   readonly clamdCpuMsPerMsg: number;
+  /** The same for this process, the SMTP load generator (it shares the 2 cores with everything measured). */
+  readonly clientCpuMsPerMsg: number;
   /** p50/p99 of each SMTP step (see PHASES). */
   readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
   firstFailure?: string;
@@ -164,7 +166,7 @@ interface CellRun {
 }
 
 async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number }, cellMs = CELL_MS): Promise<CellRun> {
-  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd) };
+  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage() };
   let completed = 0;
   const start = performance.now();
   const measureFrom = start + WARMUP_MS;
@@ -196,7 +198,12 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   };
   await Promise.all(Array.from({ length: connections }, worker));
   latencies.sort((a, b) => a - b);
-  const cpu = { milter: (cpuMs(pids.milter) - cpu0.milter) / completed, clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed };
+  const client = process.cpuUsage(cpu0.client);
+  const cpu = {
+    milter: (cpuMs(pids.milter) - cpu0.milter) / completed,
+    clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
+    client: (client.user + client.system) / 1000 / completed,
+  };
   return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure, phases), latencies, phases };
 }
 
@@ -207,7 +214,7 @@ function cellOf(
   latencies: readonly number[],
   seconds: number,
   failures: number,
-  cpu: { milter: number; clamd: number },
+  cpu: { milter: number; clamd: number; client: number },
   firstFailure: string | undefined,
   phases: readonly Phases[],
 ): Cell {
@@ -228,6 +235,7 @@ function cellOf(
     p99Ms: percentile(latencies, 0.99),
     milterCpuMsPerMsg: cpu.milter,
     clamdCpuMsPerMsg: cpu.clamd,
+    clientCpuMsPerMsg: cpu.client,
     phases: byPhase,
     ...(firstFailure !== undefined ? { firstFailure } : {}),
   };
@@ -242,7 +250,7 @@ function combineRuns(runs: readonly CellRun[]): Cell {
   const weighted = (f: (c: Cell) => number): number => runs.reduce((t, r) => t + f(r.cell) * r.cell.messages, 0) / Math.max(1, latencies.length);
   const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
   const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
-  const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg) };
+  const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg), client: weighted((c) => c.clientCpuMsPerMsg) };
   return cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
 }
 
@@ -531,7 +539,7 @@ attachments:
         // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
         await drainQueue(postfixes.get(mode) as PostfixInstance);
         const cell = run.cell;
-        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
         await sleep(500);
       }
     }
