@@ -16,28 +16,43 @@ const EMPTY = Buffer.alloc(0);
 const NOT_BASE64 = /[^A-Za-z0-9+/=]/;
 const NOT_BASE64_ALL = /[^A-Za-z0-9+/=]+/g;
 
-/** Base64: only complete quartets are decoded; a padding `=` ends a segment, so the count restarts after it. */
-class Base64Decoder implements TransferDecoder {
+/** Decodes what can be decoded of the text so far and holds back the rest until more arrives or the part ends. */
+abstract class CarryingDecoder implements TransferDecoder {
   private carry = '';
 
+  /** The text (latin1, one character per byte) split into what decodes now and what waits. */
+  protected abstract split(text: string): readonly [now: string, later: string];
+  protected abstract decode(text: string): Buffer;
+
   write(chunk: Buffer): Buffer {
-    let text = this.carry + chunk.toString('latin1');
-    if (NOT_BASE64.test(text)) text = text.replace(NOT_BASE64_ALL, '');
-    const afterPad = text.lastIndexOf('=') + 1;
-    const usable = afterPad + (text.length - afterPad - ((text.length - afterPad) % 4));
-    this.carry = text.slice(usable);
-    return usable > 0 ? decodeBase64(text.slice(0, usable)) : EMPTY;
+    const [now, later] = this.split(this.carry + chunk.toString('latin1'));
+    this.carry = later;
+    return now === '' ? EMPTY : this.decode(now);
   }
 
   end(): Buffer {
     const rest = this.carry;
     this.carry = '';
-    return rest === '' ? EMPTY : decodeBase64(rest);
+    return rest === '' ? EMPTY : this.decode(rest);
+  }
+}
+
+/** Base64: only complete quartets are decoded; a padding `=` ends a segment, so the count restarts after it. */
+class Base64Decoder extends CarryingDecoder {
+  protected split(raw: string): readonly [string, string] {
+    const text = NOT_BASE64.test(raw) ? raw.replace(NOT_BASE64_ALL, '') : raw;
+    const afterPad = text.lastIndexOf('=') + 1;
+    const usable = afterPad + (text.length - afterPad - ((text.length - afterPad) % 4));
+    return [text.slice(0, usable), text.slice(usable)];
+  }
+
+  protected decode(text: string): Buffer {
+    return decodeBase64(text);
   }
 }
 
 // A line longer than this (no line break at all, which RFC 2045 forbids past 76) is cut inside; the cut avoids
-// an `=XX` escape and trailing white space, which libqp strips at a line's end.
+// an `=XX` escape and trailing white space (which libqp strips at a line's end), looking back at most 64 characters.
 const MAX_QP_CARRY = 16 * 1024;
 
 function isQuotedPrintableBreakable(text: string, at: number): boolean {
@@ -46,24 +61,18 @@ function isQuotedPrintableBreakable(text: string, at: number): boolean {
 }
 
 /** Quoted-printable: decoded a whole line at a time, as escapes, soft breaks and trailing space are per line. */
-class QuotedPrintableDecoder implements TransferDecoder {
-  private carry = '';
-
-  write(chunk: Buffer): Buffer {
-    const text = this.carry + chunk.toString('latin1');
+class QuotedPrintableDecoder extends CarryingDecoder {
+  protected split(text: string): readonly [string, string] {
     let cut = text.lastIndexOf('\n') + 1;
     if (cut === 0 && text.length > MAX_QP_CARRY) {
       cut = text.length;
       while (cut > text.length - 64 && !isQuotedPrintableBreakable(text, cut)) cut--;
     }
-    this.carry = text.slice(cut);
-    return cut > 0 ? decodeQuotedPrintable(text.slice(0, cut)) : EMPTY;
+    return [text.slice(0, cut), text.slice(cut)];
   }
 
-  end(): Buffer {
-    const rest = this.carry;
-    this.carry = '';
-    return rest === '' ? EMPTY : decodeQuotedPrintable(rest);
+  protected decode(text: string): Buffer {
+    return decodeQuotedPrintable(text);
   }
 }
 
