@@ -1,6 +1,6 @@
 // File names from raw MIME header lines: every `name` (Content-Type) and `filename` (Content-Disposition)
 // parameter of every occurrence of those headers, in plain, RFC 2047 encoded-word and RFC 2231
-// (charset'lang'%XX, continued `*0*`, `*1`…) forms. mailparser keeps one value per parameter from the first
+// (charset'lang'%XX, continued `*0*`, `*1`…) forms. mailsplit (and mailparser on it) keeps one value per parameter from the first
 // header only, so a sender could show one name to us and another to a mail client that reads the other
 // form (or the duplicate header); checking all forms closes that gap.
 
