@@ -68,6 +68,8 @@ interface Cell {
   readonly clientCpuMsPerMsg: number;
   /** p50/p99 of each SMTP step (see PHASES). */
   readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
+  /** Messages per second of each round summed into this cell, in round order (empty for a single run). */
+  readonly roundMsgsPerSec?: readonly number[];
   firstFailure?: string;
 }
 
@@ -251,7 +253,8 @@ function combineRuns(runs: readonly CellRun[]): Cell {
   const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
   const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
   const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg), client: weighted((c) => c.clientCpuMsPerMsg) };
-  return cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
+  const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
+  return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec) };
 }
 
 /** Waits (at most 60 s) until the instance's queue is empty. */
@@ -600,6 +603,9 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
       oursClamdOnly: { ...clamdOnlyCell, addedP50Ms: clamdOnlyCell.p50Ms - base.p50Ms, addedP99Ms: clamdOnlyCell.p99Ms - base.p99Ms },
       clamavMilter: { ...peer, addedP50Ms: peer.p50Ms - base.p50Ms, addedP99Ms: peer.p99Ms - base.p99Ms },
       ratioMsgsPerSec: ours.msgsPerSec / peer.msgsPerSec,
+      // Round i of each mode ran within a minute of the other's: how far the ratio moves between rounds says
+      // how much one run's ratio can be trusted on this machine.
+      ratioMsgsPerSecByRound: (ours.roundMsgsPerSec ?? []).map((v, i) => v / (peer.roundMsgsPerSec?.[i] ?? NaN)),
       ratioAddedP99: (ours.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
       clamdOnlyRatioMsgsPerSec: clamdOnlyCell.msgsPerSec / peer.msgsPerSec,
       clamdOnlyRatioAddedP99: (clamdOnlyCell.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
@@ -616,6 +622,7 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
         `${fmt(r.ratioMsgsPerSec, 2).padStart(6)}x | ${fmt(r.ratioAddedP99, 2)}`,
     );
   }
+  console.log(`ours/clamav-milter msg/s round by round: ${rows.map((r) => `${r.connections} conn ${r.ratioMsgsPerSecByRound.map((x) => `${fmt(x, 2)}x`).join(', ')}`).join(' | ')}`);
   console.log('The same job as clamav-milter (our attachment checks off; the targets above are for the default configuration):');
   console.log('conn | ours, clamd only msg/s +p50 +p99 | ours clamd only/clamav-milter msg/s | added p99 ours clamd only/theirs');
   for (const r of rows) {
