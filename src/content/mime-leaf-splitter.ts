@@ -119,7 +119,8 @@ export class MimeLeafSplitter {
     if (contentType !== false && MULTIPART.test(contentType)) return;
     const headers = node.headers;
     const headerLines = headers === false ? [] : headers.getList();
-    const declared = headers !== false && headers.get('Content-Type').length > 0 && contentType !== false ? contentType : undefined;
+    // The type as declared: mailsplit fills in a default (or a guess from the file name) when there is none.
+    const declared = contentType !== false && headerLines.some((l) => l.key === 'content-type') ? contentType : undefined;
     const partId = node._parentBoundary === false ? '' : (node.partNr === false ? [] : node.partNr).filter((n) => typeof n === 'number').join('.');
     const sink = this.onLeaf({
       partId: partId === '' ? undefined : partId,
