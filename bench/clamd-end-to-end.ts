@@ -15,11 +15,12 @@
 // For profiling: BENCH_LEVELS=10 BENCH_MODES=ours BENCH_MEMORY=0 narrow the run (the JSON is then not written);
 // BENCH_PROFILE_DIR=/tmp/x writes a CPU profile of our milter process there; BENCH_CLAMD_THREADS=N raises the
 // harness clamd's MaxThreads (4) for a diagnostic run; BENCH_MILTER_NODE_OPTIONS passes Node/V8 flags to our
-// milter process (experiments). Each cell also reports CPU ms per message of the milter
-// and of clamd (from /proc): on a shared 2-core machine that is steadier than wall-clock rates.
+// milter process (experiments). Each cell also reports CPU ms per message (from /proc) of the milter, clamd,
+// this load generator, the Postfix instance and the whole machine: on a shared 2-core machine that is steadier
+// than wall-clock rates, and with the cores saturated it says where the time per message goes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +67,13 @@ interface Cell {
   readonly clamdCpuMsPerMsg: number;
   /** The same for this process, the SMTP load generator (it shares the 2 cores with everything measured). */
   readonly clientCpuMsPerMsg: number;
+  /** The same for the Postfix instance (master and all its children). */
+  readonly postfixCpuMsPerMsg: number;
+  /**
+   * Busy time of the whole machine per message (all cores, kernel included): when the cores are saturated,
+   * messages per second is the cores' busy time divided by this.
+   */
+  readonly machineCpuMsPerMsg: number;
   /** p50/p99 of each SMTP step (see PHASES). */
   readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
   /** Messages per second of each round summed into this cell, in round order (empty for a single run). */
@@ -82,6 +90,38 @@ function cpuMs(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * CPU milliseconds of a Postfix instance: the master, its live children and the children it has reaped (a
+ * child's time moves into the master's cutime/cstime when it exits, so the difference of two readings counts
+ * children that came and went in between).
+ */
+function processTreeCpuMs(masterPid: number | undefined): number {
+  if (masterPid === undefined) return NaN;
+  let total = 0;
+  try {
+    const own = (readFileSync(`/proc/${masterPid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+    total += (Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])) * 10;
+  } catch {
+    return NaN;
+  }
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = (readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+      if (Number(fields[1]) === masterPid) total += (Number(fields[11]) + Number(fields[12])) * 10;
+    } catch {
+      // exited meanwhile: its time is in the master's cutime now
+    }
+  }
+  return total;
+}
+
+/** Busy CPU milliseconds of the whole machine, all cores (user, nice, system, irq, softirq; not idle, iowait, steal). */
+function machineBusyMs(): number {
+  const cpu = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return ((cpu[0] ?? 0) + (cpu[1] ?? 0) + (cpu[2] ?? 0) + (cpu[5] ?? 0) + (cpu[6] ?? 0)) * 10;
 }
 
 // ---- the small messages ------------------------------------------------------------------------------------
@@ -167,8 +207,10 @@ interface CellRun {
   readonly phases: readonly Phases[];
 }
 
-async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number }, cellMs = CELL_MS): Promise<CellRun> {
-  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage() };
+type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
+
+async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number; postfixMaster?: number }, cellMs = CELL_MS): Promise<CellRun> {
+  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage(), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineBusyMs() };
   let completed = 0;
   const start = performance.now();
   const measureFrom = start + WARMUP_MS;
@@ -205,6 +247,8 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
     milter: (cpuMs(pids.milter) - cpu0.milter) / completed,
     clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
     client: (client.user + client.system) / 1000 / completed,
+    postfix: (processTreeCpuMs(pids.postfixMaster) - cpu0.postfix) / completed,
+    machine: (machineBusyMs() - cpu0.machine) / completed,
   };
   return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure, phases), latencies, phases };
 }
@@ -216,7 +260,7 @@ function cellOf(
   latencies: readonly number[],
   seconds: number,
   failures: number,
-  cpu: { milter: number; clamd: number; client: number },
+  cpu: CpuPerMessage,
   firstFailure: string | undefined,
   phases: readonly Phases[],
 ): Cell {
@@ -238,6 +282,8 @@ function cellOf(
     milterCpuMsPerMsg: cpu.milter,
     clamdCpuMsPerMsg: cpu.clamd,
     clientCpuMsPerMsg: cpu.client,
+    postfixCpuMsPerMsg: cpu.postfix,
+    machineCpuMsPerMsg: cpu.machine,
     phases: byPhase,
     ...(firstFailure !== undefined ? { firstFailure } : {}),
   };
@@ -252,7 +298,13 @@ function combineRuns(runs: readonly CellRun[]): Cell {
   const weighted = (f: (c: Cell) => number): number => runs.reduce((t, r) => t + f(r.cell) * r.cell.messages, 0) / Math.max(1, latencies.length);
   const failures = runs.reduce((t, r) => t + r.cell.failures, 0);
   const firstFailure = runs.find((r) => r.cell.firstFailure !== undefined)?.cell.firstFailure;
-  const cpu = { milter: weighted((c) => c.milterCpuMsPerMsg), clamd: weighted((c) => c.clamdCpuMsPerMsg), client: weighted((c) => c.clientCpuMsPerMsg) };
+  const cpu = {
+    milter: weighted((c) => c.milterCpuMsPerMsg),
+    clamd: weighted((c) => c.clamdCpuMsPerMsg),
+    client: weighted((c) => c.clientCpuMsPerMsg),
+    postfix: weighted((c) => c.postfixCpuMsPerMsg),
+    machine: weighted((c) => c.machineCpuMsPerMsg),
+  };
   const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
   return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec) };
 }
@@ -536,13 +588,18 @@ attachments:
       const order = round % 2 === 0 ? base : [...base].reverse();
       for (const mode of order) {
         const milterPid = milterPids[mode];
-        const run = await runCell(mode, port(mode), connections, { ...(milterPid ? { milter: milterPid } : {}), ...(clamd.pid ? { clamd: clamd.pid } : {}) });
+        const postfixMaster = await (postfixes.get(mode) as PostfixInstance).masterPid();
+        const run = await runCell(mode, port(mode), connections, {
+          ...(milterPid ? { milter: milterPid } : {}),
+          ...(clamd.pid ? { clamd: clamd.pid } : {}),
+          ...(postfixMaster ? { postfixMaster } : {}),
+        });
         runs.set(mode, [...(runs.get(mode) ?? []), run]);
         // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
         // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
         await drainQueue(postfixes.get(mode) as PostfixInstance);
         const cell = run.cell;
-        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
         await sleep(500);
       }
     }
@@ -607,6 +664,7 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
       // how much one run's ratio can be trusted on this machine.
       ratioMsgsPerSecByRound: (ours.roundMsgsPerSec ?? []).map((v, i) => v / (peer.roundMsgsPerSec?.[i] ?? NaN)),
       ratioAddedP99: (ours.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
+      machineCpuRatio: peer.machineCpuMsPerMsg / ours.machineCpuMsPerMsg,
       clamdOnlyRatioMsgsPerSec: clamdOnlyCell.msgsPerSec / peer.msgsPerSec,
       clamdOnlyRatioAddedP99: (clamdOnlyCell.p99Ms - base.p99Ms) / (peer.p99Ms - base.p99Ms),
     };
@@ -623,6 +681,17 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
     );
   }
   console.log(`ours/clamav-milter msg/s round by round: ${rows.map((r) => `${r.connections} conn ${r.ratioMsgsPerSecByRound.map((x) => `${fmt(x, 2)}x`).join(', ')}`).join(' | ')}`);
+  // With the cores saturated, messages per second is the cores' busy time over the machine's CPU per message,
+  // so this ratio is what the throughput ratio tends to, and it moves less than the rates from round to round.
+  console.log('CPU ms per message, whole machine = Postfix + milter + clamd + load generator + the rest (kernel work outside these processes):');
+  for (const c of cells) {
+    const rest = c.machineCpuMsPerMsg - c.postfixCpuMsPerMsg - (Number.isFinite(c.milterCpuMsPerMsg) ? c.milterCpuMsPerMsg : 0) - c.clamdCpuMsPerMsg - c.clientCpuMsPerMsg;
+    console.log(
+      `  ${String(c.connections).padStart(3)} conn ${c.mode.padEnd(15)} ${fmt(c.machineCpuMsPerMsg, 2)} = ${fmt(c.postfixCpuMsPerMsg, 2)} + ${fmt(c.milterCpuMsPerMsg, 2)} + ` +
+        `${fmt(c.clamdCpuMsPerMsg, 2)} + ${fmt(c.clientCpuMsPerMsg, 2)} + ${fmt(rest, 2)}`,
+    );
+  }
+  console.log(`machine CPU per message, clamav-milter/ours: ${rows.map((r) => `${r.connections} conn ${fmt(r.machineCpuRatio, 2)}x`).join(' | ')}`);
   console.log('The same job as clamav-milter (our attachment checks off; the targets above are for the default configuration):');
   console.log('conn | ours, clamd only msg/s +p50 +p99 | ours clamd only/clamav-milter msg/s | added p99 ours clamd only/theirs');
   for (const r of rows) {

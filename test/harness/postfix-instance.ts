@@ -255,6 +255,12 @@ export class PostfixInstance {
     live.delete(this);
   }
 
+  /** The master process's id while the instance runs (its children are smtpd, cleanup, qmgr and the rest). */
+  async masterPid(): Promise<number | undefined> {
+    const pid = Number((await readFile(join(this.queueDir, 'pid', 'master.pid'), 'utf8').catch(() => '')).trim());
+    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
+  }
+
   private async waitForMasterExit(timeoutMs: number): Promise<void> {
     const pidFile = join(this.queueDir, 'pid', 'master.pid');
     const deadline = Date.now() + timeoutMs;
