@@ -74,6 +74,12 @@ interface Cell {
    * messages per second is the cores' busy time divided by this.
    */
   readonly machineCpuMsPerMsg: number;
+  /**
+   * Share of the cores' time the host stole (a virtual machine's neighbours) and spent waiting on the disk
+   * during the cell: a round with much of either measured a disturbed machine, not the milter.
+   */
+  readonly stealPercent: number;
+  readonly iowaitPercent: number;
   /** p50/p99 of each SMTP step (see PHASES). */
   readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
   /** Messages per second of each round summed into this cell, in round order (empty for a single run). */
@@ -118,10 +124,11 @@ function processTreeCpuMs(masterPid: number | undefined): number {
   return total;
 }
 
-/** Busy CPU milliseconds of the whole machine, all cores (user, nice, system, irq, softirq; not idle, iowait, steal). */
-function machineBusyMs(): number {
+/** CPU milliseconds of the whole machine, all cores: busy (user, nice, system, irq, softirq), waiting on I/O, stolen by the host. */
+function machineCpuMs(): { busy: number; iowait: number; steal: number; total: number } {
   const cpu = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
-  return ((cpu[0] ?? 0) + (cpu[1] ?? 0) + (cpu[2] ?? 0) + (cpu[5] ?? 0) + (cpu[6] ?? 0)) * 10;
+  const at = (i: number): number => (cpu[i] ?? 0) * 10;
+  return { busy: at(0) + at(1) + at(2) + at(5) + at(6), iowait: at(4), steal: at(7), total: cpu.slice(0, 8).reduce((t, v) => t + v * 10, 0) };
 }
 
 // ---- the small messages ------------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ interface CellRun {
 type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
 
 async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number; postfixMaster?: number }, cellMs = CELL_MS): Promise<CellRun> {
-  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage(), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineBusyMs() };
+  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage(), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineCpuMs() };
   let completed = 0;
   const start = performance.now();
   const measureFrom = start + WARMUP_MS;
@@ -243,14 +250,17 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   await Promise.all(Array.from({ length: connections }, worker));
   latencies.sort((a, b) => a - b);
   const client = process.cpuUsage(cpu0.client);
-  const cpu = {
+  const perMessage = {
     milter: (cpuMs(pids.milter) - cpu0.milter) / completed,
     clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
     client: (client.user + client.system) / 1000 / completed,
     postfix: (processTreeCpuMs(pids.postfixMaster) - cpu0.postfix) / completed,
-    machine: (machineBusyMs() - cpu0.machine) / completed,
   };
-  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, firstFailure, phases), latencies, phases };
+  const machine = machineCpuMs();
+  const cpu = { ...perMessage, machine: (machine.busy - cpu0.machine.busy) / completed };
+  const elapsed = Math.max(1, machine.total - cpu0.machine.total);
+  const disturbance = { steal: (100 * (machine.steal - cpu0.machine.steal)) / elapsed, iowait: (100 * (machine.iowait - cpu0.machine.iowait)) / elapsed };
+  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, disturbance, firstFailure, phases), latencies, phases };
 }
 
 /** A cell from its sorted latencies, measured seconds, failures and CPU per message. */
@@ -261,6 +271,7 @@ function cellOf(
   seconds: number,
   failures: number,
   cpu: CpuPerMessage,
+  disturbance: { steal: number; iowait: number },
   firstFailure: string | undefined,
   phases: readonly Phases[],
 ): Cell {
@@ -284,6 +295,8 @@ function cellOf(
     clientCpuMsPerMsg: cpu.client,
     postfixCpuMsPerMsg: cpu.postfix,
     machineCpuMsPerMsg: cpu.machine,
+    stealPercent: disturbance.steal,
+    iowaitPercent: disturbance.iowait,
     phases: byPhase,
     ...(firstFailure !== undefined ? { firstFailure } : {}),
   };
@@ -305,7 +318,8 @@ function combineRuns(runs: readonly CellRun[]): Cell {
     postfix: weighted((c) => c.postfixCpuMsPerMsg),
     machine: weighted((c) => c.machineCpuMsPerMsg),
   };
-  const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, firstFailure, runs.flatMap((r) => r.phases));
+  const disturbance = { steal: Math.max(...runs.map((r) => r.cell.stealPercent)), iowait: Math.max(...runs.map((r) => r.cell.iowaitPercent)) };
+  const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, disturbance, firstFailure, runs.flatMap((r) => r.phases));
   return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec) };
 }
 
@@ -599,7 +613,7 @@ attachments:
         // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
         await drainQueue(postfixes.get(mode) as PostfixInstance);
         const cell = run.cell;
-        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
         await sleep(500);
       }
     }
