@@ -74,6 +74,8 @@ interface Cell {
    * messages per second is the cores' busy time divided by this.
    */
   readonly machineCpuMsPerMsg: number;
+  /** Share of the cores' time spent busy during the cell (the least of its rounds once combined). */
+  readonly busyPercent: number;
   /**
    * Share of the cores' time the host stole (a virtual machine's neighbours) and spent waiting on the disk
    * during the cell: a round with much of either measured a disturbed machine, not the milter.
@@ -214,6 +216,9 @@ interface CellRun {
   readonly phases: readonly Phases[];
 }
 
+// A cell whose cores were busy at least this share of the time ran CPU-bound.
+const SATURATED_PERCENT = 85;
+
 type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
 
 async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number; postfixMaster?: number }, cellMs = CELL_MS): Promise<CellRun> {
@@ -259,7 +264,11 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   const machine = machineCpuMs();
   const cpu = { ...perMessage, machine: (machine.busy - cpu0.machine.busy) / completed };
   const elapsed = Math.max(1, machine.total - cpu0.machine.total);
-  const disturbance = { steal: (100 * (machine.steal - cpu0.machine.steal)) / elapsed, iowait: (100 * (machine.iowait - cpu0.machine.iowait)) / elapsed };
+  const disturbance = {
+    busy: (100 * (machine.busy - cpu0.machine.busy)) / elapsed,
+    steal: (100 * (machine.steal - cpu0.machine.steal)) / elapsed,
+    iowait: (100 * (machine.iowait - cpu0.machine.iowait)) / elapsed,
+  };
   return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, disturbance, firstFailure, phases), latencies, phases };
 }
 
@@ -271,7 +280,7 @@ function cellOf(
   seconds: number,
   failures: number,
   cpu: CpuPerMessage,
-  disturbance: { steal: number; iowait: number },
+  disturbance: { busy: number; steal: number; iowait: number },
   firstFailure: string | undefined,
   phases: readonly Phases[],
 ): Cell {
@@ -295,6 +304,7 @@ function cellOf(
     clientCpuMsPerMsg: cpu.client,
     postfixCpuMsPerMsg: cpu.postfix,
     machineCpuMsPerMsg: cpu.machine,
+    busyPercent: disturbance.busy,
     stealPercent: disturbance.steal,
     iowaitPercent: disturbance.iowait,
     phases: byPhase,
@@ -318,7 +328,11 @@ function combineRuns(runs: readonly CellRun[]): Cell {
     postfix: weighted((c) => c.postfixCpuMsPerMsg),
     machine: weighted((c) => c.machineCpuMsPerMsg),
   };
-  const disturbance = { steal: Math.max(...runs.map((r) => r.cell.stealPercent)), iowait: Math.max(...runs.map((r) => r.cell.iowaitPercent)) };
+  const disturbance = {
+    busy: Math.min(...runs.map((r) => r.cell.busyPercent)),
+    steal: Math.max(...runs.map((r) => r.cell.stealPercent)),
+    iowait: Math.max(...runs.map((r) => r.cell.iowaitPercent)),
+  };
   const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, disturbance, firstFailure, runs.flatMap((r) => r.phases));
   return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec) };
 }
@@ -613,7 +627,7 @@ attachments:
         // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
         await drainQueue(postfixes.get(mode) as PostfixInstance);
         const cell = run.cell;
-        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  busy ${cell.busyPercent.toFixed(0)}% steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
         await sleep(500);
       }
     }
@@ -699,13 +713,20 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
   // so this ratio is what the throughput ratio tends to, and it moves less than the rates from round to round.
   console.log('CPU ms per message, whole machine = Postfix + milter + clamd + load generator + the rest (kernel work outside these processes):');
   for (const c of cells) {
+    // Below saturation the figures cover few messages of a mostly idle machine, and /proc's 10 ms ticks (and the
+    // lifetime CPU of Postfix children that exit during the cell) no longer add up per message.
+    if (c.busyPercent < SATURATED_PERCENT) {
+      console.log(`  ${String(c.connections).padStart(3)} conn ${c.mode.padEnd(15)} cores ${fmt(c.busyPercent, 0)} % busy: not CPU-bound, no breakdown`);
+      continue;
+    }
     const rest = c.machineCpuMsPerMsg - c.postfixCpuMsPerMsg - (Number.isFinite(c.milterCpuMsPerMsg) ? c.milterCpuMsPerMsg : 0) - c.clamdCpuMsPerMsg - c.clientCpuMsPerMsg;
     console.log(
       `  ${String(c.connections).padStart(3)} conn ${c.mode.padEnd(15)} ${fmt(c.machineCpuMsPerMsg, 2)} = ${fmt(c.postfixCpuMsPerMsg, 2)} + ${fmt(c.milterCpuMsPerMsg, 2)} + ` +
         `${fmt(c.clamdCpuMsPerMsg, 2)} + ${fmt(c.clientCpuMsPerMsg, 2)} + ${fmt(rest, 2)}`,
     );
   }
-  console.log(`machine CPU per message, clamav-milter/ours: ${rows.map((r) => `${r.connections} conn ${fmt(r.machineCpuRatio, 2)}x`).join(' | ')}`);
+  const saturated = rows.filter((r) => r.ours.busyPercent >= SATURATED_PERCENT && r.clamavMilter.busyPercent >= SATURATED_PERCENT);
+  if (saturated.length > 0) console.log(`machine CPU per message, clamav-milter/ours, where both saturated the cores: ${saturated.map((r) => `${r.connections} conn ${fmt(r.machineCpuRatio, 2)}x`).join(' | ')}`);
   console.log('The same job as clamav-milter (our attachment checks off; the targets above are for the default configuration):');
   console.log('conn | ours, clamd only msg/s +p50 +p99 | ours clamd only/clamav-milter msg/s | added p99 ours clamd only/theirs');
   for (const r of rows) {
