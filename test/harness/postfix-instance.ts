@@ -262,11 +262,9 @@ export class PostfixInstance {
   }
 
   private async waitForMasterExit(timeoutMs: number): Promise<void> {
-    const pidFile = join(this.queueDir, 'pid', 'master.pid');
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-      if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return;
+      if ((await this.masterPid()) === undefined) return;
       await sleep(50);
     }
   }
