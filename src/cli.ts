@@ -91,9 +91,16 @@ withHostOptions(
   program
     .command('check-config')
     .description('validate a config file and print the effective configuration (defaults filled in) as YAML')
-    .argument('[file]', 'YAML config file; without it, the embedded defaults'),
+    .argument('[file]', 'YAML config file; without it, the embedded defaults')
+    // The other commands name their file with --config; an administrator checking the file of a serve command
+    // line should not have to rewrite it.
+    .option('-c, --config <file>', 'the same, as serve takes it'),
 )
-  .action(async (file: string | undefined, opts: HostOptions) => {
+  .action(async (positional: string | undefined, opts: HostOptions & { config?: string }) => {
+    if (positional !== undefined && opts.config !== undefined && positional !== opts.config) {
+      fail(`check-config: two different files given (${positional} and --config ${opts.config}); check one at a time`, EX_USAGE);
+    }
+    const file = positional ?? opts.config;
     const config = await readConfig(file, hostFlags(opts));
     process.stdout.write(
       `# ${file ?? 'embedded defaults'}: valid.\n` +

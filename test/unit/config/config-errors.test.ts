@@ -351,6 +351,23 @@ describe('command line', () => {
     assert.ok(lines.some((l) => l.startsWith(`${bad}:8: log.level: `)), r.stderr);
   });
 
+  test('check-config takes the file as serve does (--config FILE) too; two different files are a usage error', async () => {
+    const bad = await file('bad-flag.yaml', 'milter:\n  maxSessions: -3\n');
+    const r = await cli(['check-config', '--config', bad]);
+    assert.equal(r.code, 78, r.stderr);
+    assert.ok(r.stderr.split('\n').some((l) => l.startsWith(`${bad}:2: milter.maxSessions: `)), r.stderr);
+    const good = await file('good-flag.yaml', 'milter:\n  maxSessions: 7\n');
+    const g = await cli(['check-config', '-c', good]);
+    assert.equal(g.code, 0, g.stderr);
+    assert.equal((parse(g.stdout) as typeof DEFAULT_CONFIG).milter.maxSessions, 7);
+    const same = await cli(['check-config', good, '--config', good]);
+    assert.equal(same.code, 0, same.stderr);
+    const two = await cli(['check-config', good, '--config', bad]);
+    assert.equal(two.code, 64, two.stderr);
+    assert.equal(two.stdout, '');
+    assert.match(two.stderr, /two different files given/);
+  });
+
   test('check-config with a YAML syntax error exits 78 naming the line', async () => {
     const bad = await file('syntax.yaml', 'relay:\n  localDomains: [example.com\n');
     const r = await cli(['check-config', bad]);
