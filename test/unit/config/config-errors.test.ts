@@ -495,6 +495,14 @@ describe('command line', () => {
     }
   });
 
+  test('offenders with no milter on the metrics address exits 69 (EX_UNAVAILABLE) saying what to check', async () => {
+    const port = await freeLoopbackPort();
+    const r = await cli(['offenders', '--metrics-listen', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 69, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, new RegExp(`nothing listens on 127\\.0\\.0\\.1:${port}: is the milter running with metrics enabled\\?`));
+  });
+
   test('every command has --help and exits 0', async () => {
     const top = await cli(['--help']);
     assert.equal(top.code, 0, top.stderr);
