@@ -2,7 +2,7 @@
 // attachment and virus policies (the same `checkMessage` as `scan`) and the header/envelope matchers, and
 // reports the queue IDs of the messages selected. Bounded concurrency, bounded memory (content beyond
 // clamav.maxScanBytes is not read), resumable through a checkpoint.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkMessage } from '../commands/scan.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -148,7 +148,32 @@ function fileSource(fh: FileHandle, size: number): RandomAccess {
 
 const STAT_EXEC_OWNER = 0o100;
 
+/**
+ * A mistyped queue directory must not read as "nothing bad in the queue": it has to exist and hold at least one
+ * of the chosen queues (a missing queue among others is only an empty one).
+ */
+async function checkQueueDirectory(queueDir: string, queues: readonly QueueName[]): Promise<void> {
+  const kind = async (path: string): Promise<'directory' | 'other' | 'missing'> => {
+    try {
+      return (await stat(path)).isDirectory() ? 'directory' : 'other';
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+      throw new SweepSetupError(`cannot read ${path}: ${code ?? String(e)}`);
+    }
+  };
+  const top = await kind(queueDir);
+  if (top !== 'directory') {
+    throw new SweepSetupError(`queue directory ${queueDir} ${top === 'missing' ? 'does not exist' : 'is not a directory'}; give Postfix's queue_directory (postconf -h queue_directory)`);
+  }
+  const found = await Promise.all(queues.map((q) => kind(join(queueDir, q))));
+  if (!found.includes('directory')) {
+    throw new SweepSetupError(`no Postfix queue (${queues.join(', ')}) in ${queueDir}; is it Postfix's queue_directory (postconf -h queue_directory)?`);
+  }
+}
+
 export async function sweepQueue(options: SweepOptions, events: SweepEvents): Promise<SweepSummary> {
+  await checkQueueDirectory(options.queueDir, options.queues);
   const started = performance.now();
   const compare = makeKeyComparator(options.queues);
   const previous = options.checkpoint?.previous;

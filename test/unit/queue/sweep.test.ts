@@ -72,6 +72,25 @@ test('the attachment policy selects banned files; corrupt files are reported; ex
   assert.equal(r.code, 2);
 });
 
+test('a queue directory that does not exist, or holds none of the chosen queues, is an error (exit 2), not a clean queue', async () => {
+  const missing = await sweep({ virusScan: false, queueDir: join(dir, 'no-such-dir') });
+  assert.equal(missing.code, 2);
+  assert.deepEqual(missing.out, []);
+  assert.match(missing.err, new RegExp(`queue directory ${join(dir, 'no-such-dir').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist; give Postfix's queue_directory`));
+  // A directory one level too high (e.g. /var/spool instead of /var/spool/postfix): no queue in it.
+  const above = await sweep({ virusScan: false, queueDir: join(dir, 'maildrop') });
+  assert.equal(above.code, 2);
+  assert.match(above.err, /no Postfix queue \(deferred, hold, active, incoming, maildrop\) in .*maildrop; is it Postfix's queue_directory/);
+  const file = await sweep({ virusScan: false, queueDir: join(dir, 'active/40000000001') });
+  assert.equal(file.code, 2);
+  assert.match(file.err, /is not a directory/);
+  // Only some of the queues present (an empty `incoming` may be missing): the others count as empty.
+  const partial = join(dir, 'partial');
+  await mkdir(join(partial, 'deferred'), { recursive: true });
+  const some = await sweep({ virusScan: false, queueDir: partial });
+  assert.equal(some.code, 0, some.err);
+});
+
 test('without corrupt files in the chosen queues: exit 1 when something is selected, 0 when nothing', async () => {
   assert.equal((await sweep({ virusScan: false, queues: 'deferred,hold' })).code, 1);
   const none = await sweep({ virusScan: false, queues: 'deferred', matchSender: '^nobody$', matchersOnly: true });
