@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The command line. Exit codes follow sysexits(3) where one fits: 64 usage, 69 unavailable, 78 config.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { fetchOffenders, formatOffenders } from './commands/offenders.js';
@@ -10,6 +11,7 @@ import { ConfigError, loadConfigFile, parseConfigText } from './config/load-conf
 import { configOverrides, type OverrideFlags } from './config/overrides.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
 import { createLogger } from './log.js';
+import { MetricsListenError } from './metrics/metrics-server.js';
 import { serve } from './serve.js';
 
 const EX_USAGE = 64;
@@ -74,13 +76,18 @@ withHostOptions(
     try {
       await serve({ config, configFile: opts.config, overrides: configOverrides(flags), version: pkg.version, log });
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
+      const err = e as NodeJS.ErrnoException & { address?: unknown };
+      const flag = e instanceof MetricsListenError ? '--metrics-listen (or metrics.enabled: false)' : '--listen';
+      // A UNIX socket in a directory that does not exist fails with EACCES or ENOENT; say which directory.
+      const socketDir = typeof err.address === 'string' && err.address.startsWith('/') ? dirname(err.address) : undefined;
       const hint =
-        err.code === 'EADDRINUSE'
-          ? ': the address is in use (another milter running? choose another with --listen)'
-          : err.code === 'EACCES'
-            ? ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
-            : '';
+        socketDir !== undefined && !existsSync(socketDir)
+          ? `: the directory ${socketDir} does not exist (create it for the milter user, or choose another with --listen)`
+          : err.code === 'EADDRINUSE'
+            ? `: the address is in use (another milter running? choose another with ${flag})`
+            : err.code === 'EACCES'
+              ? ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
+              : '';
       log.fatal({ err }, 'cannot start');
       log.flush();
       fail(`cannot start: ${err.message}${hint}`, EX_UNAVAILABLE);

@@ -30,6 +30,17 @@ export interface OffendersBody {
   readonly offenders: readonly Offender[];
 }
 
+/** The metrics listener could not bind; `code` is the system error's (EADDRINUSE, EACCES …). */
+export class MetricsListenError extends Error {
+  override readonly name = 'MetricsListenError';
+  readonly code: string | undefined;
+
+  constructor(address: string, port: number, cause: NodeJS.ErrnoException) {
+    super(`metrics listener: cannot listen on ${address}:${port}: ${cause.message}`);
+    this.code = cause.code;
+  }
+}
+
 export class MetricsServer {
   private readonly options: MetricsServerOptions;
   private readonly server: Server;
@@ -53,7 +64,7 @@ export class MetricsServer {
   /** Binds (default 127.0.0.1, port 0 = any free port) and resolves with the address actually bound. */
   listen(port: number, address = '127.0.0.1'): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      const onError = (e: Error): void => reject(new Error(`metrics listener: cannot listen on ${address}:${port}: ${e.message}`, { cause: e }));
+      const onError = (e: NodeJS.ErrnoException): void => reject(new MetricsListenError(address, port, e));
       this.server.once('error', onError);
       this.server.listen(port, address, () => {
         this.server.off('error', onError);

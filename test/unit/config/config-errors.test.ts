@@ -468,10 +468,25 @@ describe('command line', () => {
       const cfg = await file('metrics-in-use.yaml', `milter:\n  listen: inet:127.0.0.1:0\nclamav:\n  endpoints: [inet:127.0.0.1:${deadPort}]\nmetrics:\n  port: ${port}\n`);
       const r = await cli(['serve', '--config', cfg]);
       assert.equal(r.code, 69, `${r.stderr}\n${r.stdout}`);
-      assert.match(r.stderr, new RegExp(`^postfix-milter-ts: cannot start: metrics listener: cannot listen on 127\\.0\\.0\\.1:${port}: .*address already in use`, 'm'));
+      assert.match(
+        r.stderr,
+        new RegExp(`^postfix-milter-ts: cannot start: metrics listener: cannot listen on 127\\.0\\.0\\.1:${port}: .*address already in use.*: the address is in use \\(another milter running\\? choose another with --metrics-listen \\(or metrics\\.enabled: false\\)\\)$`, 'm'),
+      );
+      // Said once in the JSON log's error message too (no second copy of the system error through a cause).
+      const logged = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"msg":"cannot start"')) ?? '{}') as { err?: { message?: string; code?: string } };
+      assert.equal(logged.err?.message?.split('address already in use').length, 2, JSON.stringify(logged));
+      assert.equal(logged.err?.code, 'EADDRINUSE');
     } finally {
       await new Promise<void>((resolve) => occupier.close(() => resolve()));
     }
+  });
+
+  test('serve on a UNIX socket in a directory that does not exist exits 69 naming the directory', async () => {
+    const missing = join(dir, 'no-such-run-dir');
+    const cfg = await file('socket-dir.yaml', `clamav:\n  endpoints: [inet:127.0.0.1:${deadPort}]\nmetrics:\n  port: 0\n`);
+    const r = await cli(['serve', '--config', cfg, '--listen', `unix:${missing}/milter.sock`]);
+    assert.equal(r.code, 69, `${r.stderr}\n${r.stdout}`);
+    assert.match(r.stderr, new RegExp(`: the directory ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist \\(create it for the milter user, or choose another with --listen\\)$`, 'm'));
   });
 
   test('clamd unreachable at start is only a warning: serve keeps running and stops with 0', async () => {
