@@ -14,6 +14,7 @@ import { configSchema, DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js
 import { freeLoopbackPort } from '../../harness/free-port.js';
 import { GatewayProcess } from '../../harness/gateway-process.js';
 import { run, type CommandResult } from '../../harness/run-command.js';
+import { literalPattern } from '../../harness/literal-pattern.js';
 
 const FILE = 'gw.yaml';
 /** One problem as the loader formats it: `FILE:LINE: key.path: what is wrong`. */
@@ -372,7 +373,7 @@ describe('command line', () => {
     const bad = await file('syntax.yaml', 'relay:\n  localDomains: [example.com\n');
     const r = await cli(['check-config', bad]);
     assert.equal(r.code, 78, r.stderr);
-    assert.match(r.stderr, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+: YAML syntax: `, 'm'));
+    assert.match(r.stderr, new RegExp(`^${literalPattern(bad)}:\\d+: YAML syntax: `, 'm'));
   });
 
   test('check-config GOOD.yaml exits 0 printing the effective config: the file, then the defaults filled in', async () => {
@@ -380,7 +381,7 @@ describe('command line', () => {
     const r = await cli(['check-config', good]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
-    assert.match(r.stdout, new RegExp(`^# ${good.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: valid\\.`));
+    assert.match(r.stdout, new RegExp(`^# ${literalPattern(good)}: valid\\.`));
     const effective = parse(r.stdout) as typeof DEFAULT_CONFIG;
     assert.equal(effective.milter.idleTimeout, 120_000);
     assert.equal(effective.milter.maxPacketSize, 2 * 1024 * 1024);
@@ -420,7 +421,7 @@ describe('command line', () => {
     const missing = join(dir, 'nowhere.yaml');
     const r = await cli(['serve', '--config', missing]);
     assert.equal(r.code, 78, r.stderr);
-    assert.match(r.stderr, new RegExp(`${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot read the config file \\(no such file\\)`));
+    assert.match(r.stderr, new RegExp(`${literalPattern(missing)}: cannot read the config file \\(no such file\\)`));
     const directory = await cli(['serve', '--config', dir]);
     assert.equal(directory.code, 78, directory.stderr);
     assert.match(directory.stderr, /cannot read the config file \(.*EISDIR/);
@@ -486,7 +487,7 @@ describe('command line', () => {
     const cfg = await file('socket-dir.yaml', `clamav:\n  endpoints: [inet:127.0.0.1:${deadPort}]\nmetrics:\n  port: 0\n`);
     const r = await cli(['serve', '--config', cfg, '--listen', `unix:${missing}/milter.sock`]);
     assert.equal(r.code, 69, `${r.stderr}\n${r.stdout}`);
-    assert.match(r.stderr, new RegExp(`: the directory ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist \\(create it for the milter user, or choose another with --listen\\)$`, 'm'));
+    assert.match(r.stderr, new RegExp(`: the directory ${literalPattern(missing)} does not exist \\(create it for the milter user, or choose another with --listen\\)$`, 'm'));
   });
 
   test('clamd unreachable at start is only a warning: serve keeps running and stops with 0', async () => {

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseConfigText } from 'postfix-milter-ts/config/load-config.js';
 import { configSchema, DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
+import { literalPattern } from '../../harness/literal-pattern.js';
 
 const ROOT = new URL('../../../../', import.meta.url);
 const EXAMPLE = readFileSync(new URL('postfix-examples/gateway.yaml', ROOT), 'utf8');
@@ -35,7 +36,7 @@ test('postfix-examples/gateway.yaml is valid and states the embedded defaults', 
 test('postfix-examples/gateway.yaml names every key (set or in a comment)', () => {
   const missing = leaves(DEFAULT_CONFIG)
     .map(([k]) => k)
-    .filter((k) => !new RegExp(`(^\\s*#?|[{,])\\s*${(k.split('.').at(-1) ?? '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:`, 'm').test(EXAMPLE));
+    .filter((k) => !new RegExp(`(^\\s*#?|[{,])\\s*${literalPattern(k.split('.').at(-1) ?? '')}:`, 'm').test(EXAMPLE));
   assert.deepEqual(missing, []);
 });
 

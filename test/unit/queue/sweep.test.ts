@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { runSweepQueue } from 'postfix-milter-ts/commands/sweep-queue.js';
 import { DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
 import { buildQueueFile, type Rec } from './queue-file-builder.js';
+import { literalPattern } from '../../harness/literal-pattern.js';
 
 let dir: string;
 
@@ -76,7 +77,7 @@ test('a queue directory that does not exist, or holds none of the chosen queues,
   const missing = await sweep({ virusScan: false, queueDir: join(dir, 'no-such-dir') });
   assert.equal(missing.code, 2);
   assert.deepEqual(missing.out, []);
-  assert.match(missing.err, new RegExp(`queue directory ${join(dir, 'no-such-dir').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist; give Postfix's queue_directory`));
+  assert.match(missing.err, new RegExp(`queue directory ${literalPattern(join(dir, 'no-such-dir'))} does not exist; give Postfix's queue_directory`));
   // A directory one level too high (e.g. /var/spool instead of /var/spool/postfix): no queue in it.
   const above = await sweep({ virusScan: false, queueDir: join(dir, 'maildrop') });
   assert.equal(above.code, 2);
