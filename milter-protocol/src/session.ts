@@ -172,7 +172,7 @@ export class MilterSession<S> implements SessionContext<S> {
   private busy = false;
   private ended = false;
   private cleanedUp = false;
-  /** A verdict from a stage whose reply was waived, given at the next answered command of the message. */
+  /** A verdict from a stage whose reply was waived, given at every later answered command of the message. */
   private heldVerdict: Verdict | undefined;
   /**
    * A verdict from a waived CONNECT or HELO hook (or its failure): it concerns the connection, so it is given
@@ -431,13 +431,13 @@ export class MilterSession<S> implements SessionContext<S> {
       chunk.length > 0 && this.filter.body ? this.callHook('body', () => this.filter.body!(this, chunk), (v) => this.hold('body', v), false) : undefined;
     const run = (): Promise<void> | void => {
       if (!this.filter.eom) {
-        this.reply('eom', this.takeHeld(Verdict.continue));
+        this.reply('eom', this.withHeld(Verdict.continue));
         endMessage();
         return;
       }
       const modifier = new MessageModifierImpl(this.negotiated, () => this.sendProgress('eom'));
       const finish = (verdict: Verdict | void): void => {
-        const final = this.takeHeld(verdict ?? Verdict.continue);
+        const final = this.withHeld(verdict ?? Verdict.continue);
         const out = this.encodeVerdict('eom', final);
         // Modifications only count with an accepting verdict; never after a failure.
         const mods = final.type === 'continue' || final.type === 'accept' || final.type === 'discard' ? modifier.packets() : [];
@@ -525,7 +525,7 @@ export class MilterSession<S> implements SessionContext<S> {
     const decide = (verdict: Verdict | void): void => {
       const v = verdict ?? Verdict.continue;
       if (noReply) this.hold(stage, v);
-      else this.reply(stage, this.phase === 'message' ? this.takeHeld(v) : v);
+      else this.reply(stage, this.phase === 'message' ? this.withHeld(v) : v);
     };
     return this.callHook(stage, hook, decide, !noReply);
   }
@@ -577,12 +577,15 @@ export class MilterSession<S> implements SessionContext<S> {
     }
   }
 
-  private takeHeld(v: Verdict): Verdict {
+  /**
+   * The verdict for an answered command: the hook's own, unless it said "continue"; then one held from a waived
+   * step of this message, then one held for the session. A held message verdict stands for every answered
+   * command until the message ends: a sender refused at a waived MAIL is refused at each RCPT, since an MTA
+   * refuses only the one recipient and would take the next.
+   */
+  private withHeld(v: Verdict): Verdict {
     if (v.type !== 'continue') return v;
-    const held = this.heldVerdict;
-    if (held === undefined) return this.sessionVerdict ?? v;
-    this.heldVerdict = undefined;
-    return held;
+    return this.heldVerdict ?? this.sessionVerdict ?? v;
   }
 
   // Sendmail accepts progress only while waiting for the EOM reply; Postfix at any stage.

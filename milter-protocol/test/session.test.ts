@@ -397,6 +397,23 @@ test('waived replies (NR_HDR): no reply per header, a refusal from the header ho
   assert.deepEqual(r, [{ type: 'replycode', text: '554 5.7.1 bad subject' }]);
 });
 
+test('waived MAIL reply (NR_MAIL): a refusal at MAIL is given at every RCPT of that message, not to the next message', async () => {
+  let refuse = true;
+  const h = new Harness<undefined>({
+    noReply: ['envfrom'],
+    envfrom: () => (refuse ? Verdict.reject({ code: 554, xcode: '5.7.1', text: 'sender refused' }) : undefined),
+    envrcpt: () => undefined,
+  });
+  await h.open();
+  // No reply to MAIL; each RCPT gets the refusal (the MTA refuses one recipient at a time and takes the next).
+  assert.deepEqual(await h.feed(CV.V20_mail_null_sender), []);
+  const refusal = { type: 'replycode', text: '554 5.7.1 sender refused' };
+  assert.deepEqual(await h.feed(CV.V22_rcpt, CV.V22_rcpt, CV.V22_rcpt), [refusal, refusal, refusal]);
+  await h.feed(CV.V31_abort);
+  refuse = false;
+  assert.deepEqual(await h.feed(CV.V20_mail_null_sender, CV.V22_rcpt), [{ type: 'continue' }], 'the next message is judged anew');
+});
+
 test('waived CONNECT reply (NR_CONN): a refusal at connect is given at MAIL of every message, until QUIT_NC', async () => {
   let refuse = true;
   const h = new Harness<undefined>({

@@ -7,7 +7,7 @@
 //   - the trusted client (127.0.0.1 itself) and a client that really logged in with AUTH PLAIN against
 //     Postfix's Cyrus SASL (so `{auth_authen}` reaches the milter) may relay; a failed login may not;
 //   - the null-sender rule (a second recipient is refused) and the spoofed-sender rule (our domain as sender
-//     is refused at MAIL from an untrusted client, accepted once authenticated);
+//     from an untrusted client refuses the message at every RCPT, accepted once authenticated);
 //   - a message rate limit (3 per 3 s for untrusted clients) answers 451 4.7.1 and recovers after the window.
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
@@ -369,7 +369,9 @@ test('null sender: the first recipient is accepted, a second one is refused (a b
   }
 });
 
-test('spoofed sender: our domain (or our IP literal, or no domain) as MAIL FROM from an untrusted client is refused at MAIL', async (t) => {
+test('spoofed sender: our domain (or our IP literal, or no domain) as MAIL FROM from an untrusted client is refused at every RCPT', async (t) => {
+  // The milter does not answer MAIL (its reply is waived), so Postfix accepts MAIL and the refusal comes at RCPT,
+  // for each recipient, as with Postfix's own sender restrictions (smtpd_delay_reject).
   // §4.1 MAIL FROM forms S1–S6, each from its own client address (the message rate limit is 3 per window).
   const senders: readonly [string, string, 'accept' | 'refuse' | 'record'][] = [
     ['S1', '', 'accept'],
@@ -388,17 +390,23 @@ test('spoofed sender: our domain (or our IP literal, or no domain) as MAIL FROM 
     try {
       const from = gw().logs.length;
       const mail = await smtp.mailFrom(sender);
+      // Postfix's own checks answer at MAIL; the milter's at the recipient, here one of ours.
+      const reply = mail.code === 250 ? await smtp.rcptTo(`alice@${OURS}`) : mail;
       // A refusal by the milter is logged before its reply; the line may reach us a moment after the reply.
-      const line = mail.code >= 400 ? await gw().waitForLog((l) => l.msg.startsWith('refused at mail'), 2000, from).catch(() => undefined) : undefined;
-      const by = mail.code < 400 ? 'accepted' : line ? `milter: ${String(line['rule'])}` : 'Postfix';
-      rows.push(`${id.padEnd(8)} <${sender}>`.padEnd(40) + ` → ${mail.raw.split('\n')[0]}  [${by}]`);
-      if (expected === 'accept') assert.equal(mail.code, 250, `${id} <${sender}>: ${mail.raw}`);
+      const line = reply.code >= 400 ? await gw().waitForLog((l) => l.msg.startsWith('refused at mail'), 2000, from).catch(() => undefined) : undefined;
+      const by = reply.code < 400 ? 'accepted' : line ? `milter: ${String(line['rule'])}` : 'Postfix';
+      rows.push(`${id.padEnd(8)} <${sender}>`.padEnd(40) + ` → ${reply.raw.split('\n')[0]}  [${by}]`);
+      if (expected === 'accept') assert.equal(reply.code, 250, `${id} <${sender}>: ${reply.raw}`);
       if (expected === 'refuse') {
-        assert.equal(mail.code, 554, `${id} <${sender}>: ${mail.raw}`);
-        assert.match(mail.raw, /^554 5\.7\.1 Sender address rejected: /);
+        assert.equal(mail.code, 250, `${id} <${sender}>: MAIL ${mail.raw}`);
+        assert.equal(reply.code, 554, `${id} <${sender}>: ${reply.raw}`);
+        assert.match(reply.raw, /^554 5\.7\.1 Sender address rejected: /);
         assert.match(by, /^milter: (spoofed-sender|unqualified-sender)$/);
+        // The whole message is refused: a second recipient too.
+        const second = await smtp.rcptTo(`bob@${OURS}`);
+        assert.equal(second.code, 554, `${id} <${sender}>, second recipient: ${second.raw}`);
       }
-      if (mail.code === 250) {
+      if (reply.code === 250) {
         // Whatever the sender claims, it grants no relay.
         const rcpt = await smtp.rcptTo(`${U}@${EXT}`);
         assert.equal(rcpt.code, 554, `${id}: relay with sender <${sender}>: ${rcpt.raw}`);
@@ -417,26 +425,33 @@ test(`rate limit: the ${RATE_LIMIT + 1}th message in ${RATE_WINDOW_MS / 1000} s 
   try {
     const startedAt = Date.now();
     assert.equal((await smtp.mailFrom('sender@example.org')).code, 250, 'message 1');
-    // The first counted event happened before this moment: it stops counting by 1.1 windows after it.
-    const firstCountedBy = Date.now();
     assert.equal((await smtp.rcptTo('alice@example.test')).code, 250);
+    // The first counted event happened before this moment (Postfix sends the waived MAIL with the RCPT at the
+    // latest): it stops counting by 1.1 windows after it.
+    const firstCountedBy = Date.now();
     const first = await smtp.data(message('rate 1'));
     assert.equal(first.final?.code, 250, JSON.stringify(first));
     for (let i = 2; i <= RATE_LIMIT; i++) {
       assert.equal((await smtp.mailFrom('sender@example.org')).code, 250, `message ${i}`);
       assert.equal((await smtp.rset()).code, 250);
     }
-    const over = await smtp.mailFrom('sender@example.org');
+    // The milter's MAIL reply is waived: Postfix accepts MAIL and the refusal comes at RCPT.
+    assert.equal((await smtp.mailFrom('sender@example.org')).code, 250);
+    const over = await smtp.rcptTo('alice@example.test');
     const overAt = Date.now();
     assert.ok(overAt - startedAt < RATE_WINDOW_MS, `inconclusive: the ${RATE_LIMIT + 1} attempts took ${overAt - startedAt} ms, longer than the window`);
     assert.equal(over.code, 451, over.raw);
     assert.match(over.raw, /^451 4\.7\.1 Too many messages from your address: at most 3 per 3 s; try again later/);
     await gw().waitForLog((l) => l.msg.startsWith('refused at mail') && l['rule'] === 'rate-messages' && l['client'] === '192.0.2.60', 5000);
     // Still refused a moment later; another client is not affected.
-    assert.equal((await smtp.mailFrom('sender@example.org')).code, 451);
+    assert.equal((await smtp.rset()).code, 250);
+    assert.equal((await smtp.mailFrom('sender@example.org')).code, 250);
+    assert.equal((await smtp.rcptTo('alice@example.test')).code, 451);
+    assert.equal((await smtp.rset()).code, 250);
     const other = await connect('192.0.2.61');
     try {
       assert.equal((await other.mailFrom('sender@example.org')).code, 250);
+      assert.equal((await other.rcptTo('alice@example.test')).code, 250);
       await other.quit();
     } finally {
       other.destroy();
@@ -453,9 +468,9 @@ test(`rate limit: the ${RATE_LIMIT + 1}th message in ${RATE_WINDOW_MS / 1000} s 
   }
 });
 
-test('connection rate limit (untrusted default 60 per minute): the 61st connection is refused at every MAIL, not at connect', async () => {
-  // Our CONNECT reply is waived (the MTA does not wait for it), so the refusal is given at MAIL FROM of every
-  // message on that connection; Postfix answers HELO/EHLO as usual.
+test('connection rate limit (untrusted default 60 per minute): the 61st connection is refused at every RCPT, not at connect', async () => {
+  // Our CONNECT and MAIL replies are waived (the MTA does not wait for them), so the refusal is given at each
+  // RCPT of every message on that connection; Postfix answers HELO/EHLO and MAIL as usual.
   for (let i = 1; i <= 60; i++) {
     const smtp = await connect('192.0.2.70');
     try {
@@ -467,11 +482,14 @@ test('connection rate limit (untrusted default 60 per minute): the 61st connecti
   const from = gw().logs.length;
   const smtp = await connect('192.0.2.70');
   try {
-    const first = await smtp.mailFrom('sender@example.org');
+    assert.equal((await smtp.mailFrom('sender@example.org')).code, 250);
+    const first = await smtp.rcptTo('alice@example.test');
     assert.equal(first.code, 451, first.raw);
     assert.match(first.raw, /^451 4\.7\.1 Too many connections from .*: at most 60 per 1 ?min/);
+    assert.equal((await smtp.rcptTo('bob@example.test')).code, 451, 'a second recipient');
     await smtp.rset();
-    assert.equal((await smtp.mailFrom('sender@example.org')).code, 451, 'a second message on the same connection');
+    assert.equal((await smtp.mailFrom('sender@example.org')).code, 250);
+    assert.equal((await smtp.rcptTo('alice@example.test')).code, 451, 'a second message on the same connection');
     await smtp.quit();
   } finally {
     smtp.destroy();
@@ -484,8 +502,9 @@ test('rate limit: IPv6 clients are counted per /64 (XCLIENT ADDR=IPV6:…)', asy
     const smtp = await connect(`IPV6:${address}`);
     try {
       const mail = await smtp.mailFrom('sender@example.org');
+      const rcpt = mail.code === 250 ? await smtp.rcptTo('alice@example.test') : mail;
       await smtp.quit();
-      return mail;
+      return rcpt;
     } finally {
       smtp.destroy();
     }

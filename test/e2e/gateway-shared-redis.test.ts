@@ -74,7 +74,8 @@ function postfix(i: number): PostfixInstance {
 
 interface Attempt {
   readonly via: 'A' | 'B';
-  readonly mail: SmtpReply;
+  /** The reply that settled the envelope: MAIL's if it refused, else the RCPT's (the gateway refuses a message at RCPT). */
+  readonly envelope: SmtpReply;
   readonly final: SmtpReply | undefined;
 }
 
@@ -89,7 +90,7 @@ async function send(i: number, client: string, subject: string): Promise<Attempt
     const message = `From: sender@example.org\r\nTo: alice@example.test\r\nSubject: ${subject}\r\n\r\nHello.\r\n`;
     const r = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message);
     await smtp.quit();
-    return { via: i === 0 ? 'A' : 'B', mail: r.mail, final: r.final };
+    return { via: i === 0 ? 'A' : 'B', envelope: r.mail.code === 250 ? (r.rcpts[0] ?? r.mail) : r.mail, final: r.final };
   } finally {
     smtp.destroy();
   }
@@ -103,7 +104,7 @@ async function metric(i: number, name: string): Promise<number> {
 }
 
 function summary(attempts: readonly Attempt[]): string {
-  return attempts.map((a, n) => `${n + 1} via ${a.via}: MAIL ${a.mail.raw}${a.final ? ` / DATA ${a.final.raw}` : ''}`).join('\n');
+  return attempts.map((a, n) => `${n + 1} via ${a.via}: MAIL/RCPT ${a.envelope.raw}${a.final ? ` / DATA ${a.final.raw}` : ''}`).join('\n');
 }
 
 test(`two gateways sharing Redis enforce one combined limit: 3 + 3 messages → exactly ${LIMIT} accepted, the 6th gets 451`, async (t) => {
@@ -112,17 +113,17 @@ test(`two gateways sharing Redis enforce one combined limit: 3 + 3 messages → 
   for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.70', `shared ${n + 1}`));
   t.diagnostic(summary(attempts));
   for (const a of attempts.slice(0, LIMIT)) {
-    assert.equal(a.mail.code, 250, summary(attempts));
+    assert.equal(a.envelope.code, 250, summary(attempts));
     assert.equal(a.final?.code, 250, summary(attempts));
   }
   const sixth = attempts[LIMIT];
   assert.equal(sixth?.via, 'B');
-  assert.equal(sixth?.mail.code, 451, summary(attempts));
-  assert.match(sixth?.mail.raw ?? '', /^451 4\.7\.1 Too many messages from your address: at most 5 per 1 min; try again later/);
+  assert.equal(sixth?.envelope.code, 451, summary(attempts));
+  assert.match(sixth?.envelope.raw ?? '', /^451 4\.7\.1 Too many messages from your address: at most 5 per 1 min; try again later/);
   await gateway(1).waitForLog((l) => l.msg.startsWith('refused at mail') && l['rule'] === 'rate-messages' && l['client'] === '192.0.2.70', 5000);
   // Gateway A, which accepted only 3 itself, refuses too: the count is shared.
   const seventh = await send(0, '192.0.2.70', 'shared 7');
-  assert.equal(seventh.mail.code, 451, seventh.mail.raw);
+  assert.equal(seventh.envelope.code, 451, seventh.envelope.raw);
   // What was accepted was delivered: 3 through A, 2 through B.
   await postfix(0).waitForMessages('alice', (before[0] ?? 0) + 3);
   await postfix(1).waitForMessages('alice', (before[1] ?? 0) + 2);
@@ -146,14 +147,14 @@ test('Redis stopped: mail still flows through both gateways on local counters, w
   // A new client: accepted through both gateways while Redis is down.
   for (const i of [0, 1]) {
     const a = await send(i, '192.0.2.71', `during the outage ${i}`);
-    assert.equal(a.mail.code, 250, a.mail.raw);
+    assert.equal(a.envelope.code, 250, a.envelope.raw);
     assert.equal(a.final?.code, 250, a.final?.raw);
   }
   // Each gateway still limits on its own: 4 more through A make 5 there, the 6th is refused.
   const attempts: Attempt[] = [];
   for (let n = 0; n < LIMIT; n++) attempts.push(await send(0, '192.0.2.71', `outage A ${n}`));
   t.diagnostic(summary(attempts));
-  assert.deepEqual(attempts.map((a) => a.mail.code), [250, 250, 250, 250, 451], summary(attempts));
+  assert.deepEqual(attempts.map((a) => a.envelope.code), [250, 250, 250, 250, 451], summary(attempts));
   for (const i of [0, 1]) {
     const fallbacks = await metric(i, 'pmt_redis_fallbacks_total');
     t.diagnostic(`gateway ${i === 0 ? 'A' : 'B'}: pmt_redis_fallbacks_total ${fallbacks}`);
@@ -168,5 +169,5 @@ test('Redis back: both gateways report it and share counts again', async () => {
   // Shared again: a fresh client gets 5 in all over both gateways (the restarted Redis is empty).
   const attempts: Attempt[] = [];
   for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.72', `after recovery ${n + 1}`));
-  assert.deepEqual(attempts.map((a) => a.mail.code), [250, 250, 250, 250, 250, 451], summary(attempts));
+  assert.deepEqual(attempts.map((a) => a.envelope.code), [250, 250, 250, 250, 250, 451], summary(attempts));
 });
