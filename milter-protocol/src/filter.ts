@@ -96,8 +96,9 @@ export interface MilterFilter<S = undefined> {
   /**
    * Stages whose replies are waived. A non-continue verdict from such a hook is held and given at the next
    * command that is answered (a reply sent anyway would desynchronise the stream): from CONNECT or HELO it
-   * concerns the connection and is given at the first answered command of every message of the session; from a
-   * message stage, once, within that message.
+   * concerns the connection and is given at the answered commands of every message of the session; from a
+   * message stage, at every later answered command of that message (from MAIL: at each RCPT, since an MTA
+   * refuses only that recipient and would take the next).
    */
   readonly noReply?: readonly NoReplyStage[];
 
