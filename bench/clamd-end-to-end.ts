@@ -6,7 +6,9 @@
 // at 1, 10 and 50 concurrent SMTP connections, each connection sending one message per SMTP session (connect,
 // EHLO, MAIL, RCPT, DATA, QUIT) in a loop, all messages small (a few KB) and clean, some with an attachment.
 // Latency is connect → reply to the final `.` (QUIT not included), also shown per SMTP step; "added" latency is
-// a percentile minus the same percentile of Postfix alone at the same concurrency. Both milters are on TCP (inet) sockets and both use the same clamd over
+// a percentile minus the same percentile of Postfix alone at the same concurrency. Then, at 50 connections, the
+// same at one offered load for all (80 % of the slower milter's rate, open loop). Postfix alone runs after all
+// milter cells (see below). Both milters are on TCP (inet) sockets and both use the same clamd over
 // its UNIX socket. Then the peak RSS of each milter with 50 concurrent 10 MB messages.
 // Prints a table and ratios (ours / clamav-milter) and writes bench/results/clamd-end-to-end.json.
 //   node dist-test/bench/clamd-end-to-end.js            (BENCH_SECONDS=N per cell, default 6; BENCH_WARMUP_SECONDS=N
@@ -41,6 +43,9 @@ const LEVELS: readonly number[] = process.env['BENCH_LEVELS']?.split(',').map(Nu
 const BIG_BYTES = 10 * 1024 * 1024;
 const BIG_COUNT = 50;
 const CLAMAV_MILTER = '/usr/sbin/clamav-milter';
+// The equal-load comparison: sessions offered at this share of the slower milter's closed-loop rate at this level.
+const EQUAL_LOAD_CONNECTIONS = 50;
+const EQUAL_LOAD_SHARE = 0.8;
 
 // 'ours-clamd-only' is our milter with the attachment policy switched off: the same job clamav-milter does (a
 // clamd verdict), so the two show what the attachment checks of the default configuration cost.
@@ -86,6 +91,12 @@ interface Cell {
   readonly phases: Record<(typeof PHASES)[number], { readonly p50Ms: number; readonly p99Ms: number }>;
   /** Messages per second of each round summed into this cell, in round order (empty for a single run). */
   readonly roundMsgsPerSec?: readonly number[];
+  /**
+   * Set for an equal-load cell: sessions started at this rate (open loop, at most `connections` at once) instead
+   * of each connection starting its next session as soon as the last one ended; latency then counts from the
+   * scheduled start, so a session that had to wait for a free connection counts that wait too.
+   */
+  readonly offeredPerSec?: number;
   firstFailure?: string;
 }
 
@@ -171,9 +182,9 @@ function percentile(sorted: readonly number[], p: number): number {
 let sequence = 0;
 
 /**
- * Where a session's time goes, by SMTP step (ms): Postfix talks to the milter during the greeting (OPTNEG),
- * at MAIL (CONNECT, HELO and MAIL in one write), at RCPT and at the end of data; EHLO and DATA's 354 need no
- * milter reply.
+ * Where a session's time goes, by SMTP step (ms): Postfix waits for the milter during the greeting (OPTNEG),
+ * at MAIL (clamav-milter; ours waives that reply, and Postfix sends CONNECT, HELO and MAIL with the RCPT), at
+ * RCPT and at the end of data; EHLO needs no milter reply, and DATA's 354 waits for Postfix's cleanup only.
  */
 const PHASES = ['greeting', 'ehlo', 'mail', 'rcpt', 'data', 'endOfData'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
@@ -222,7 +233,14 @@ const SATURATED_PERCENT = 85;
 
 type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
 
-async function runCell(mode: Mode, port: number, connections: number, pids: { milter?: number; clamd?: number; postfixMaster?: number }, cellMs = CELL_MS): Promise<CellRun> {
+async function runCell(
+  mode: Mode,
+  port: number,
+  connections: number,
+  pids: { milter?: number; clamd?: number; postfixMaster?: number },
+  cellMs = CELL_MS,
+  offeredPerSec?: number,
+): Promise<CellRun> {
   const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage(), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineCpuMs() };
   let completed = 0;
   const start = performance.now();
@@ -234,16 +252,25 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
   let firstFailure: string | undefined;
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (performance.now() < stopAt) {
-      const message = SMALL[next++ % SMALL.length] as string;
-      const t0 = performance.now();
+    for (;;) {
+      const n = next++;
+      let t0 = performance.now();
+      if (offeredPerSec !== undefined) {
+        const scheduled = start + (n * 1000) / offeredPerSec;
+        if (scheduled >= stopAt) break;
+        if (scheduled > t0) await sleep(scheduled - t0);
+        t0 = scheduled;
+      } else if (t0 >= stopAt) break;
+      const message = SMALL[n % SMALL.length] as string;
+      // Paced, a session that starts late (every connection was busy at its time) counts the wait.
+      const waited = performance.now() - t0;
       try {
         const p = await oneSession(port, message);
         completed++;
         const t1 = performance.now();
         if (t0 >= measureFrom && t1 <= stopAt) {
           // Connect to the reply to the final dot (QUIT is not part of it).
-          latencies.push(PHASES.reduce((sum, k) => sum + p[k], 0));
+          latencies.push(waited + PHASES.reduce((sum, k) => sum + p[k], 0));
           phases.push(p);
         }
       } catch (e) {
@@ -270,7 +297,8 @@ async function runCell(mode: Mode, port: number, connections: number, pids: { mi
     steal: (100 * (machine.steal - cpu0.machine.steal)) / elapsed,
     iowait: (100 * (machine.iowait - cpu0.machine.iowait)) / elapsed,
   };
-  return { cell: cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, disturbance, firstFailure, phases), latencies, phases };
+  const cell = cellOf(mode, connections, latencies, cellMs / 1000, failures, cpu, disturbance, firstFailure, phases);
+  return { cell: offeredPerSec === undefined ? cell : { ...cell, offeredPerSec }, latencies, phases };
 }
 
 /** A cell from its sorted latencies, measured seconds, failures and CPU per message. */
@@ -335,7 +363,7 @@ function combineRuns(runs: readonly CellRun[]): Cell {
     iowait: Math.max(...runs.map((r) => r.cell.iowaitPercent)),
   };
   const cell = cellOf(first.mode, first.connections, latencies, seconds, failures, cpu, disturbance, firstFailure, runs.flatMap((r) => r.phases));
-  return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec) };
+  return { ...cell, roundMsgsPerSec: runs.map((r) => r.cell.msgsPerSec), ...(first.offeredPerSec !== undefined ? { offeredPerSec: first.offeredPerSec } : {}) };
 }
 
 /** Waits (at most 60 s) until the instance's queue is empty. */
@@ -602,38 +630,69 @@ attachments:
   // Then every path runs under load, unmeasured, for STEADY_WARMUP_MS: the gateways being compared are daemons
   // that run for weeks, and V8 needs a few seconds of traffic to compile our hot paths (measured right after
   // start, the first cells also paid for that compilation on the 2 cores everything shares).
-  for (const mode of MODES) {
+  const warmUp = async (mode: Mode): Promise<void> => {
     await runCell(mode, port(mode), 10, {}, STEADY_WARMUP_MS);
     await drainQueue(postfixes.get(mode) as PostfixInstance);
-  }
+  };
+  const clamdPid = clamd.pid;
+  const measure = async (mode: Mode, connections: number, offeredPerSec?: number): Promise<CellRun> => {
+    const milterPid = milterPids[mode];
+    const postfixMaster = await (postfixes.get(mode) as PostfixInstance).masterPid();
+    const pids = { ...(milterPid ? { milter: milterPid } : {}), ...(clamdPid ? { clamd: clamdPid } : {}), ...(postfixMaster ? { postfixMaster } : {}) };
+    const run = await runCell(mode, port(mode), connections, pids, CELL_MS, offeredPerSec);
+    // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
+    // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
+    await drainQueue(postfixes.get(mode) as PostfixInstance);
+    const cell = run.cell;
+    const paced = offeredPerSec === undefined ? '' : ` at ${offeredPerSec.toFixed(0)}/s`;
+    console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn${paced}: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  busy ${cell.busyPercent.toFixed(0)}% steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
+    await sleep(500);
+    return run;
+  };
 
-  const cells: Cell[] = [];
+  // Postfix alone runs after every milter cell, not between them. Its cells create and delete queue files two to
+  // three times as fast as with a milter, and on ext4 that slows every file creation for the next one to six
+  // minutes (the inode allocator skips inodes deleted that recently: recently_deleted, 7 % of all CPU samples in
+  // a milter cell). Interleaved, it taxed the milter cells after it, ours more often than clamav-milter's in the
+  // order used before: with it between them, ours/clamav-milter at 50 connections was 1.08 and 1.19 in two runs;
+  // without it, 1.17–1.33 in four runs a few minutes later (clamav-milter 445–506 msg/s instead of 400–455).
+  const milterModes = MODES.filter((m) => m !== 'postfix');
+  const runs = new Map<string, CellRun[]>();
+  const record = (mode: Mode, connections: number, run: CellRun): void => {
+    const key = `${mode}/${connections}`;
+    runs.set(key, [...(runs.get(key) ?? []), run]);
+  };
+  for (const mode of milterModes) await warmUp(mode);
   for (const connections of LEVELS) {
-    // Every mode runs ROUNDS times per level, in an order that reverses from round to round (and starts
+    // Every milter runs ROUNDS times per level, in an order that reverses from round to round (and starts
     // differently per level), so no mode always runs on a warmer or busier machine; a cell is their sum.
-    const runs = new Map<Mode, CellRun[]>();
     for (let round = 0; round < ROUNDS; round++) {
-      const base = connections === 10 ? [...MODES].reverse() : MODES;
+      const base = connections === 10 ? [...milterModes].reverse() : milterModes;
       const order = round % 2 === 0 ? base : [...base].reverse();
-      for (const mode of order) {
-        const milterPid = milterPids[mode];
-        const postfixMaster = await (postfixes.get(mode) as PostfixInstance).masterPid();
-        const run = await runCell(mode, port(mode), connections, {
-          ...(milterPid ? { milter: milterPid } : {}),
-          ...(clamd.pid ? { clamd: clamd.pid } : {}),
-          ...(postfixMaster ? { postfixMaster } : {}),
-        });
-        runs.set(mode, [...(runs.get(mode) ?? []), run]);
-        // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
-        // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
-        await drainQueue(postfixes.get(mode) as PostfixInstance);
-        const cell = run.cell;
-        console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  busy ${cell.busyPercent.toFixed(0)}% steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
-        await sleep(500);
-      }
+      for (const mode of order) record(mode, connections, await measure(mode, connections));
     }
-    for (const mode of MODES) cells.push(combineRuns(runs.get(mode) ?? []));
   }
+  // At 50 connections each closed loop runs its system at saturation, at its own rate: a faster milter puts more
+  // mail through the same 2 cores, and Postfix's own steps then wait longer for CPU. Latency is also compared at
+  // one load for all: sessions started at 80 % of the slower milter's rate, at most 50 at once.
+  const equalLoadModes = milterModes.filter((m) => m === 'ours' || m === 'clamav-milter');
+  const equalLoadPerSec = LEVELS.includes(EQUAL_LOAD_CONNECTIONS) && equalLoadModes.length > 0
+    ? EQUAL_LOAD_SHARE * Math.min(...equalLoadModes.map((m) => combineRuns(runs.get(`${m}/${EQUAL_LOAD_CONNECTIONS}`) ?? []).msgsPerSec))
+    : undefined;
+  if (equalLoadPerSec !== undefined) {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of round % 2 === 0 ? equalLoadModes : [...equalLoadModes].reverse()) record(mode, -1, await measure(mode, EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
+    }
+  }
+  if (MODES.includes('postfix')) {
+    await warmUp('postfix');
+    for (const connections of LEVELS) for (let round = 0; round < ROUNDS; round++) record('postfix', connections, await measure('postfix', connections));
+    if (equalLoadPerSec !== undefined) for (let round = 0; round < ROUNDS; round++) record('postfix', -1, await measure('postfix', EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
+  }
+  const cells: Cell[] = [];
+  for (const connections of LEVELS) for (const mode of MODES) cells.push(combineRuns(runs.get(`${mode}/${connections}`) ?? []));
+  const equalLoad: Cell[] = [];
+  for (const mode of MODES) if (runs.has(`${mode}/-1`)) equalLoad.push(combineRuns(runs.get(`${mode}/-1`) ?? []));
 
   console.log(`\n  ${BIG_COUNT} concurrent ${BIG_BYTES / 1024 / 1024} MB messages …`);
   const memory: MemoryRun[] = [];
@@ -641,7 +700,7 @@ attachments:
     memory.push(await bigRun('ours', port('ours'), gateway.child?.pid as number));
     memory.push(await bigRun('clamav-milter', port('clamav-milter'), cm.child.pid as number));
   }
-  printPhases(cells);
+  printPhases([...cells, ...equalLoad]);
   if (PARTIAL) {
     for (const m of memory) console.log(JSON.stringify(m));
     const lines = gateway.messageLines();
@@ -650,7 +709,7 @@ attachments:
       console.log(`  our log ${key}: p50 ${percentile(v, 0.5)} p90 ${percentile(v, 0.9)} p99 ${percentile(v, 0.99)} (${v.length} messages)`);
     }
   }
-  else report(cells, memory);
+  else report(cells, equalLoad, memory);
 } finally {
   for (const pid of [clamd?.pid, gateway?.child?.pid, clamdOnly?.child?.pid, clamavMilter?.pid]) if (pid !== undefined) ownSessionServers.delete(pid);
   for (const p of postfixes.values()) await p.stop().catch(() => undefined);
@@ -667,14 +726,15 @@ attachments:
 
 /** p50/p99 of each SMTP step per mode and level: the milter is asked at the greeting, MAIL, RCPT and end of data. */
 function printPhases(cells: readonly Cell[]): void {
-  console.log('\nBy SMTP step, p50/p99 ms (the milter answers during the greeting, MAIL, RCPT and the end of data):');
+  console.log('\nBy SMTP step, p50/p99 ms (Postfix waits for the milter in the greeting, at RCPT and at the end of data, and at MAIL for clamav-milter):');
   for (const cell of cells) {
     const steps = PHASES.map((k) => `${k} ${cell.phases[k].p50Ms.toFixed(1)}/${cell.phases[k].p99Ms.toFixed(1)}`).join('  ');
-    console.log(`  ${String(cell.connections).padStart(3)} conn ${cell.mode.padEnd(15)} ${steps}`);
+    const paced = cell.offeredPerSec === undefined ? '' : ` at ${cell.offeredPerSec.toFixed(0)}/s`;
+    console.log(`  ${String(cell.connections).padStart(3)} conn${paced} ${cell.mode.padEnd(15)} ${steps}`);
   }
 }
 
-function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
+function report(cells: readonly Cell[], equalLoad: readonly Cell[], memory: readonly MemoryRun[]): void {
   // ---- report --------------------------------------------------------------------------------------------
   const find = (mode: Mode, c: number): Cell => cells.find((x) => x.mode === mode && x.connections === c) as Cell;
   const rows = LEVELS.map((c) => {
@@ -736,6 +796,20 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
         `${fmt(r.clamdOnlyRatioMsgsPerSec, 2).padStart(6)}x | ${fmt(r.clamdOnlyRatioAddedP99, 2)}`,
     );
   }
+  const equalBase = equalLoad.find((c) => c.mode === 'postfix');
+  const equalRows = equalLoad
+    .filter((c) => c.mode !== 'postfix')
+    .map((c) => ({ ...c, addedP50Ms: c.p50Ms - (equalBase?.p50Ms ?? NaN), addedP99Ms: c.p99Ms - (equalBase?.p99Ms ?? NaN) }));
+  if (equalBase && equalRows.length > 0) {
+    console.log(
+      `Equal load: sessions offered at ${fmt(equalBase.offeredPerSec ?? NaN)}/s (${EQUAL_LOAD_SHARE * 100} % of the slower milter's rate at ${EQUAL_LOAD_CONNECTIONS} connections), ` +
+        `at most ${EQUAL_LOAD_CONNECTIONS} at once; latency from the scheduled start (ms):`,
+    );
+    console.log(`  Postfix alone      ${fmt(equalBase.msgsPerSec).padStart(7)} msg/s  p50 ${fmt(equalBase.p50Ms).padStart(6)}  p99 ${fmt(equalBase.p99Ms).padStart(6)}`);
+    for (const r of equalRows) console.log(`  ${r.mode.padEnd(18)} ${fmt(r.msgsPerSec).padStart(7)} msg/s  +p50 ${fmt(r.addedP50Ms).padStart(6)}  +p99 ${fmt(r.addedP99Ms).padStart(6)}`);
+  }
+  const equalOurs = equalRows.find((r) => r.mode === 'ours');
+  const equalPeer = equalRows.find((r) => r.mode === 'clamav-milter');
   for (const m of memory) {
     console.log(
       `${m.mode}: ${m.accepted}/${BIG_COUNT} accepted in ${fmt(m.seconds)} s; RSS before ${fmt(m.rssBeforeMiB)} MiB, peak sampled ${fmt(m.peakSampledMiB)} MiB, VmHWM ${fmt(m.peakHwmMiB)} MiB` +
@@ -748,6 +822,7 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
     msgsPerSecAt10: (rows[1]?.ratioMsgsPerSec ?? 0) >= 3,
     msgsPerSecAt50: (rows[2]?.ratioMsgsPerSec ?? 0) >= 1.2,
     addedP99NoWorse: rows.every((r) => r.ours.addedP99Ms <= Math.max(r.clamavMilter.addedP99Ms, 0) + 1),
+    addedP99NoWorseAtEqualLoad: equalOurs !== undefined && equalPeer !== undefined && equalOurs.addedP99Ms <= Math.max(equalPeer.addedP99Ms, 0) + 1,
     peakRssUnder400MiB: (memory[0]?.peakSampledMiB ?? Infinity) < 400 && (memory[0]?.peakHwmMiB ?? Infinity) < 400,
   };
   const loadAtEnd = loadavg();
@@ -769,6 +844,7 @@ function report(cells: readonly Cell[], memory: readonly MemoryRun[]): void {
         warmupSeconds: WARMUP_MS / 1000,
         messageBytes: SMALL.map((m) => m.length),
         rows,
+        equalLoad: equalBase ? { offeredPerSec: equalBase.offeredPerSec, connections: EQUAL_LOAD_CONNECTIONS, postfix: equalBase, milters: equalRows } : undefined,
         memory,
         targets,
         failedSessions: failures,
