@@ -230,6 +230,8 @@ interface CellRun {
 
 // A cell whose cores were busy at least this share of the time ran CPU-bound.
 const SATURATED_PERCENT = 85;
+// A cell in which the host stole more than this share of the cores' time is reported as disturbed.
+const DISTURBED_STEAL_PERCENT = 10;
 
 type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
 
@@ -825,6 +827,13 @@ function report(cells: readonly Cell[], equalLoad: readonly Cell[], memory: read
     addedP99NoWorseAtEqualLoad: equalOurs !== undefined && equalPeer !== undefined && equalOurs.addedP99Ms <= Math.max(equalPeer.addedP99Ms, 0) + 1,
     peakRssUnder400MiB: (memory[0]?.peakSampledMiB ?? Infinity) < 400 && (memory[0]?.peakHwmMiB ?? Infinity) < 400,
   };
+  // A cell whose cores the host took (a virtual machine's neighbours) measured the host, not the mail path: say so
+  // next to the targets (its added latencies are then not comparable; ratios of two undisturbed cells still are).
+  const disturbed = [...cells, ...equalLoad].filter((c) => c.stealPercent > DISTURBED_STEAL_PERCENT);
+  if (disturbed.length > 0) {
+    const names = disturbed.map((c) => `${c.mode} ${c.connections} conn${c.offeredPerSec === undefined ? '' : ' equal load'} (steal ${fmt(c.stealPercent, 0)} %)`);
+    console.log(`DISTURBED: the host took more than ${DISTURBED_STEAL_PERCENT} % of the cores during ${names.join(', ')}; figures involving these cells are not comparable`);
+  }
   const loadAtEnd = loadavg();
   console.log(`targets (issue 7): ${JSON.stringify(targets)}; failed sessions: ${failures}; run took ${fmt((performance.now() - runStarted) / 1000)} s`);
   // Other work on the machine skews every figure; the 1-minute load average says how busy it was.
@@ -848,6 +857,7 @@ function report(cells: readonly Cell[], equalLoad: readonly Cell[], memory: read
         memory,
         targets,
         failedSessions: failures,
+        disturbedCells: disturbed.map((c) => ({ mode: c.mode, connections: c.connections, equalLoad: c.offeredPerSec !== undefined, stealPercent: c.stealPercent })),
       },
       null,
       2,
