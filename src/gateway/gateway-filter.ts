@@ -46,6 +46,7 @@ interface MessageState {
 interface Refusal {
   readonly verdict: Verdict;
   readonly class: EnvelopeRefusal['class'];
+  readonly rule: string;
 }
 
 interface SessionState {
@@ -103,7 +104,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   // A local submission must never have RCPT refused (Postfix defers the mail as misconfigured): there it is kept
   // for end of message instead.
   const refuseMessage = (session: Session, d: Extract<EnvelopeDecision, { type: 'refuse' }>, stage: 'connect' | 'mail'): Verdict | undefined => {
-    const refusal = { verdict: refused(session, d, stage), class: d.class };
+    const refusal = { verdict: refused(session, d, stage), class: d.class, rule: d.rule };
     if (stage === 'connect') session.state.connectRefusal = refusal;
     else if (session.state.message) session.state.message.refusal = refusal;
     return session.state.localSubmission ? undefined : refusal.verdict;
@@ -163,7 +164,11 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       s.client = { ...s.client, authUser: authUser === undefined || authUser === '' ? undefined : authUser };
       const refusal = s.connectRefusal;
       s.message = { sender, startedAt: performance.now(), rcptIndex: 0, recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
-      if (refusal) return undefined; // the session gives the connect refusal; the message is not counted
+      if (refusal) {
+        // Refused at connect: the session gives that refusal; the message is not counted against the limits.
+        s.message.refusals.push(`connect ${refusal.rule}`);
+        return undefined;
+      }
       const serverAddress = session.macro('{daemon_addr}') ?? session.macro('{if_addr}');
       const bySender = relay.checkSender(s.client, sender, { serverAddress });
       if (bySender.type === 'refuse') return refuseMessage(session, bySender, 'mail');
