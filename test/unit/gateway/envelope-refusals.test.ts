@@ -4,60 +4,26 @@
 // defers rather than refuses mail whose emulated RCPT a milter refuses. Driven with the MTA-side client, no
 // real servers.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { AddressFamily, MilterServer, ProtocolFlag, type MilterFilter } from '@postfix-milter-ts/protocol';
+import { AddressFamily, ProtocolFlag } from '@postfix-milter-ts/protocol';
 import { MilterClient } from '@postfix-milter-ts/protocol/testing';
-import { pino } from 'pino';
-import { configSchema } from 'postfix-milter-ts/config/schema.js';
-import { createGatewayFilter } from 'postfix-milter-ts/gateway/gateway-filter.js';
-import { GatewayMetrics } from 'postfix-milter-ts/metrics/gateway-metrics.js';
-import { TopOffenders } from 'postfix-milter-ts/metrics/top-offenders.js';
-import { createCounterStore } from 'postfix-milter-ts/policy/create-counter-store.js';
-import { RateLimiter } from 'postfix-milter-ts/policy/rate-limiter.js';
-import { RelayPolicy } from 'postfix-milter-ts/policy/relay-policy.js';
+import { InMemoryGateway } from '../../harness/in-memory-gateway.js';
 
 const TOO_MANY = '451 4.7.1 Too many messages from your address: at most 1 per 1 min; try again later';
 
 describe('a refused message: at every RCPT over SMTP, at end of message for a local submission', () => {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
   // One message per minute for everyone, trusted networks (the local submission's 127.0.0.1) included.
-  const config = configSchema.parse({
+  const gateway = new InMemoryGateway({
     relay: { localDomains: ['example.test'] },
     rateLimit: { untrusted: { messages: { limit: 1, window: '1m' } }, trusted: { messages: { limit: 1, window: '1m' } } },
   });
-  const relay = new RelayPolicy(config.relay);
-  const store = createCounterStore(config.rateLimit);
-  const metrics = new GatewayMetrics({ version: 'test', maxSessions: 10, defaultMetrics: false });
-  const filter = createGatewayFilter({
-    config,
-    relay,
-    limiter: new RateLimiter(config.rateLimit, store, { trusted: (c) => relay.isTrusted(c) }),
-    scanner: undefined,
-    metrics,
-    offenders: new TopOffenders({ capacity: 10, windowMs: 600_000 }),
-    log: pino({ level: 'info' }, sink),
-  }) as MilterFilter<unknown>;
-  const server = new MilterServer(filter, {});
-  let address = '';
+  const { lines, metrics } = gateway;
 
-  before(async () => {
-    address = await server.listen('inet:127.0.0.1:0');
-  });
-
-  after(async () => {
-    await server.close(0);
-    await store.close();
-  });
+  before(() => gateway.start());
+  after(() => gateway.stop());
 
   async function session(connect: { hostname: string; port: number; address: string }): Promise<MilterClient> {
-    const c = await MilterClient.connect(address);
+    const c = await MilterClient.connect(gateway.address);
     const negotiated = await c.negotiate();
     assert.ok(negotiated.protocol & ProtocolFlag.NR_MAIL, 'the MAIL reply is waived');
     await c.send({ type: 'connect', family: AddressFamily.INET, ...connect }, [['j', 'mx.example.test'], ['{daemon_addr}', '127.0.0.1']]);

@@ -1,20 +1,10 @@
 // The one log line per message, without real servers: the gateway filter (no clamd configured) behind the
 // protocol server, driven by the MTA-side client the way Postfix drives it, with pino writing into memory.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { AddressFamily, MilterServer, optionRequestFor, ProtocolFlag, type MacroPair, type MilterFilter } from '@postfix-milter-ts/protocol';
+import { AddressFamily, optionRequestFor, ProtocolFlag, type MacroPair } from '@postfix-milter-ts/protocol';
 import { MilterClient } from '@postfix-milter-ts/protocol/testing';
-import { pino } from 'pino';
-import { configSchema } from 'postfix-milter-ts/config/schema.js';
-import { createGatewayFilter } from 'postfix-milter-ts/gateway/gateway-filter.js';
-import { GatewayMetrics } from 'postfix-milter-ts/metrics/gateway-metrics.js';
-import { TopOffenders } from 'postfix-milter-ts/metrics/top-offenders.js';
-import { createCounterStore } from 'postfix-milter-ts/policy/create-counter-store.js';
-import { RateLimiter } from 'postfix-milter-ts/policy/rate-limiter.js';
-import { RelayPolicy } from 'postfix-milter-ts/policy/relay-policy.js';
-
-type Line = Readonly<Record<string, unknown>>;
+import { InMemoryGateway, type LogLine as Line } from '../../harness/in-memory-gateway.js';
 
 const CLIENT = '192.0.2.77';
 const HELO = 'relay.abuser.example';
@@ -47,39 +37,14 @@ function attachmentMessage(name: string, content: Buffer): { headers: Array<[str
 }
 
 describe('the gateway filter writes one log line per message', () => {
-  const lines: Line[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Line);
-      done();
-    },
-  });
-  const config = configSchema.parse({ relay: { localDomains: ['example.test'] } });
-  const relay = new RelayPolicy(config.relay);
-  const store = createCounterStore(config.rateLimit);
-  const filter = createGatewayFilter({
-    config,
-    relay,
-    limiter: new RateLimiter(config.rateLimit, store, { trusted: (c) => relay.isTrusted(c) }),
-    scanner: undefined,
-    metrics: new GatewayMetrics({ version: 'test', maxSessions: 10, defaultMetrics: false }),
-    offenders: new TopOffenders({ capacity: 10, windowMs: 600_000 }),
-    log: pino({ level: 'info' }, sink),
-  }) as MilterFilter<unknown>;
-  const server = new MilterServer(filter, {});
-  let address = '';
+  const gateway = new InMemoryGateway({ relay: { localDomains: ['example.test'] } });
+  const { lines, filter } = gateway;
 
-  before(async () => {
-    address = await server.listen('inet:127.0.0.1:0');
-  });
-
-  after(async () => {
-    await server.close(0);
-    await store.close();
-  });
+  before(() => gateway.start());
+  after(() => gateway.stop());
 
   async function session(): Promise<MilterClient> {
-    const c = await MilterClient.connect(address);
+    const c = await MilterClient.connect(gateway.address);
     await c.negotiate();
     await c.send({ type: 'connect', hostname: `[${CLIENT}]`, family: AddressFamily.INET, port: 40123, address: CLIENT }, [['j', 'mx.example.test'], ['{daemon_addr}', '127.0.0.1']]);
     await c.send({ type: 'helo', name: HELO });
