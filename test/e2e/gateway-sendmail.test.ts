@@ -1,8 +1,9 @@
 // Issue #6, Sendmail interoperability: the product (`serve` as a child process) behind a real Sendmail 8.17
 // (Debian's, unpacked privately; test/harness/sendmail-instance.ts) with a real clamd — the same product checks
 // as through Postfix: the scanned header on clean mail, a relay attempt refused per recipient (554 5.7.1) while
-// the other recipient goes on, a banned attachment and a virus refused at end of DATA (554, naming them), and
-// mail tempfailed (451) while clamd is down. Nothing refused is delivered.
+// the other recipient goes on, a spoofed sender refused at every RCPT (our MAIL reply is waived), a banned
+// attachment and a virus refused at end of DATA (554, naming them), and mail tempfailed (451) while clamd is
+// down. Nothing refused is delivered.
 //
 // Sendmail lets loopback clients relay, so the gateway alone decides: its relay.trustedNetworks leave 127.0.0.1
 // out and let ::1 in (Sendmail sends ::1 in its full form, IPv6:0:0:0:0:0:0:0:1, which must match ::1/128).
@@ -107,6 +108,29 @@ test('a relay attempt from an untrusted client is refused for that recipient (55
     assert.match(delivered ?? '', /^Subject: sendmail relay attempt$/m);
     await sleep(500);
     assert.equal((await sm().readRelayed()).length, relayedBefore, 'nothing went out to the foreign domain');
+  }),
+);
+
+test('a sender refused at MAIL (our domain from an untrusted client) is refused at every RCPT; nothing is delivered', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    // Our MAIL reply is waived (SMFIP_NR_MAIL, which Sendmail honours as Postfix does): Sendmail accepts MAIL and
+    // gives the refusal at each RCPT.
+    const before = (await sm().readMessages('alice')).length;
+    const smtp = await SmtpClient.connect({ host: '127.0.0.1', port: sm().smtpPort, timeoutMs: 25_000 });
+    try {
+      assert.equal((await smtp.ehlo('client.example.org')).code, 250);
+      const r = await smtp.sendMessage(`ceo@${DOMAIN}`, [`alice@${DOMAIN}`, `bob@${DOMAIN}`], message('sendmail spoofed sender'));
+      assert.equal(r.mail.code, 250, r.mail.raw);
+      assert.deepEqual(r.rcpts.map((x) => x.code), [554, 554], JSON.stringify(r.rcpts));
+      assert.match(r.rcpts[0]?.raw ?? '', /^554 5\.7\.1 .*Sender address rejected/);
+      assert.equal(r.final, undefined, 'no DATA without a recipient');
+      await smtp.quit();
+    } finally {
+      smtp.destroy();
+    }
+    await gateway?.waitForLog((l) => l.msg.startsWith('refused at mail') && l['rule'] === 'spoofed-sender');
+    await sleep(500);
+    assert.equal((await sm().readMessages('alice')).length, before, 'nothing delivered');
   }),
 );
 
