@@ -659,11 +659,9 @@ attachments:
   // order used before: with it between them, ours/clamav-milter at 50 connections was 1.08 and 1.19 in two runs;
   // without it, 1.17–1.33 in four runs a few minutes later (clamav-milter 445–506 msg/s instead of 400–455).
   const milterModes = MODES.filter((m) => m !== 'postfix');
+  // Runs by cell: `${mode}/${connections}` for the closed loops, `${mode}/equal-load` for the paced ones.
   const runs = new Map<string, CellRun[]>();
-  const record = (mode: Mode, connections: number, run: CellRun): void => {
-    const key = `${mode}/${connections}`;
-    runs.set(key, [...(runs.get(key) ?? []), run]);
-  };
+  const record = (key: string, run: CellRun): void => void runs.set(key, [...(runs.get(key) ?? []), run]);
   for (const mode of milterModes) await warmUp(mode);
   for (const connections of LEVELS) {
     // Every milter runs ROUNDS times per level, in an order that reverses from round to round (and starts
@@ -671,7 +669,7 @@ attachments:
     for (let round = 0; round < ROUNDS; round++) {
       const base = connections === 10 ? [...milterModes].reverse() : milterModes;
       const order = round % 2 === 0 ? base : [...base].reverse();
-      for (const mode of order) record(mode, connections, await measure(mode, connections));
+      for (const mode of order) record(`${mode}/${connections}`, await measure(mode, connections));
     }
   }
   // At 50 connections each closed loop runs its system at saturation, at its own rate: a faster milter puts more
@@ -683,18 +681,18 @@ attachments:
     : undefined;
   if (equalLoadPerSec !== undefined) {
     for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of round % 2 === 0 ? equalLoadModes : [...equalLoadModes].reverse()) record(mode, -1, await measure(mode, EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
+      for (const mode of round % 2 === 0 ? equalLoadModes : [...equalLoadModes].reverse()) record(`${mode}/equal-load`, await measure(mode, EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
     }
   }
   if (MODES.includes('postfix')) {
     await warmUp('postfix');
-    for (const connections of LEVELS) for (let round = 0; round < ROUNDS; round++) record('postfix', connections, await measure('postfix', connections));
-    if (equalLoadPerSec !== undefined) for (let round = 0; round < ROUNDS; round++) record('postfix', -1, await measure('postfix', EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
+    for (const connections of LEVELS) for (let round = 0; round < ROUNDS; round++) record(`postfix/${connections}`, await measure('postfix', connections));
+    if (equalLoadPerSec !== undefined) for (let round = 0; round < ROUNDS; round++) record('postfix/equal-load', await measure('postfix', EQUAL_LOAD_CONNECTIONS, equalLoadPerSec));
   }
   const cells: Cell[] = [];
   for (const connections of LEVELS) for (const mode of MODES) cells.push(combineRuns(runs.get(`${mode}/${connections}`) ?? []));
   const equalLoad: Cell[] = [];
-  for (const mode of MODES) if (runs.has(`${mode}/-1`)) equalLoad.push(combineRuns(runs.get(`${mode}/-1`) ?? []));
+  for (const mode of MODES) if (runs.has(`${mode}/equal-load`)) equalLoad.push(combineRuns(runs.get(`${mode}/equal-load`) ?? []));
 
   console.log(`\n  ${BIG_COUNT} concurrent ${BIG_BYTES / 1024 / 1024} MB messages …`);
   const memory: MemoryRun[] = [];
