@@ -1,12 +1,12 @@
 // Where the gateway gives a refusal of the whole message (connection or message rate limit, sender rules): the
 // MTA does not wait for our CONNECT and MAIL replies, so an SMTP client hears it at every RCPT; a local
 // submission (Postfix's non_smtpd_milters: localhost, port 0) hears it at end of message, because Postfix
-// defers rather than refuses mail whose emulated RCPT a milter refuses. Driven with the MTA-side client, no
-// real servers.
+// defers rather than refuses mail whose emulated RCPT a milter refuses; an MTA that cannot waive the MAIL reply
+// (protocol before v6) hears it at MAIL. Driven with the MTA-side client, no real servers.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { AddressFamily, ProtocolFlag } from '@postfix-milter-ts/protocol';
-import { MilterClient } from '@postfix-milter-ts/protocol/testing';
+import { MilterClient, POSTFIX_OFFER } from '@postfix-milter-ts/protocol/testing';
 import { InMemoryGateway } from '../../harness/in-memory-gateway.js';
 
 const TOO_MANY = '451 4.7.1 Too many messages from your address: at most 1 per 1 min; try again later';
@@ -22,10 +22,10 @@ describe('a refused message: at every RCPT over SMTP, at end of message for a lo
   before(() => gateway.start());
   after(() => gateway.stop());
 
-  async function session(connect: { hostname: string; port: number; address: string }): Promise<MilterClient> {
+  async function session(connect: { hostname: string; port: number; address: string }, offer = POSTFIX_OFFER): Promise<MilterClient> {
     const c = await MilterClient.connect(gateway.address);
-    const negotiated = await c.negotiate();
-    assert.ok(negotiated.protocol & ProtocolFlag.NR_MAIL, 'the MAIL reply is waived');
+    const negotiated = await c.negotiate(offer);
+    assert.equal((negotiated.protocol & ProtocolFlag.NR_MAIL) !== 0, (offer.protocol & ProtocolFlag.NR_MAIL) !== 0, 'the MAIL reply is waived when the MTA offers it');
     await c.send({ type: 'connect', family: AddressFamily.INET, ...connect }, [['j', 'mx.example.test'], ['{daemon_addr}', '127.0.0.1']]);
     await c.send({ type: 'helo', name: connect.hostname });
     return c;
@@ -74,5 +74,13 @@ describe('a refused message: at every RCPT over SMTP, at end of message for a lo
     assert.equal(finalText(await second.send({ type: 'rcpt', recipient: 'alice@example.test', esmtpArgs: [] })), 'continue');
     assert.equal(finalText(await second.send({ type: 'eom', chunk: Buffer.from('Subject: two\r\n\r\nsecond\r\n') })), TOO_MANY);
     await second.quit();
+  });
+
+  test('an MTA that cannot waive the MAIL reply (older protocol) gets the refusal at MAIL itself', async () => {
+    const c = await session({ hostname: '[192.0.2.91]', port: 40101, address: '192.0.2.91' }, { ...POSTFIX_OFFER, protocol: POSTFIX_OFFER.protocol & ~ProtocolFlag.NR_MAIL });
+    assert.equal(finalText(await c.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] })), 'continue', 'within the limit');
+    await c.send({ type: 'abort' });
+    assert.equal(finalText(await c.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] })), TOO_MANY);
+    await c.quit();
   });
 });
