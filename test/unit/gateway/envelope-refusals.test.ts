@@ -11,7 +11,7 @@ import { InMemoryGateway } from '../../harness/in-memory-gateway.js';
 
 const TOO_MANY = '451 4.7.1 Too many messages from your address: at most 1 per 1 min; try again later';
 
-describe('a refused message: at every RCPT over SMTP, at end of message for a local submission', () => {
+describe('a refused message: at every RCPT over SMTP, at end of message for a local submission, at MAIL for an older MTA', () => {
   // One message per minute for everyone, trusted networks (the local submission's 127.0.0.1) included.
   const gateway = new InMemoryGateway({
     relay: { localDomains: ['example.test'] },
@@ -34,9 +34,9 @@ describe('a refused message: at every RCPT over SMTP, at end of message for a lo
   const finalText = (r: Awaited<ReturnType<MilterClient['send']>>): string =>
     r === undefined ? 'no reply' : r.final.type === 'replycode' ? r.final.text : r.final.type;
 
-  async function recipientMetric(result: string): Promise<number> {
+  async function recipientMetric(outcome: string): Promise<number> {
     const text = await metrics.registry.metrics();
-    return Number(new RegExp(`^pmt_recipients_total\\{outcome="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? '0');
+    return Number(new RegExp(`^pmt_recipients_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? '0');
   }
 
   test('SMTP: the message over the limit is refused at each of its RCPTs, the recipient checks are not run', async () => {
