@@ -20,12 +20,13 @@
 // milter process (experiments). Each cell also reports CPU ms per message (from /proc) of the milter, clamd,
 // this load generator, the Postfix instance and the whole machine: on a shared 2-core machine that is steadier
 // than wall-clock rates, and with the cores saturated it says where the time per message goes.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdInstance } from '../test/harness/clamd-instance.js';
 import { ExitCleanup } from '../test/harness/exit-cleanup.js';
@@ -233,6 +234,48 @@ const SATURATED_PERCENT = 85;
 // A cell in which the host stole more than this share of the cores' time is reported as disturbed.
 const DISTURBED_STEAL_PERCENT = 10;
 
+/** What one run of the load generator measured. */
+interface LoadRun {
+  /** Sessions that got their final reply, measured or not. */
+  readonly completed: number;
+  readonly failures: number;
+  readonly firstFailure: string | undefined;
+  /** Per measured session: how late it started (paced runs) and the time of each SMTP step. */
+  readonly waited: readonly number[];
+  readonly phases: readonly Phases[];
+  /** The load generator's own CPU time. */
+  readonly cpuMs: number;
+}
+
+/**
+ * Runs bench/smtp-load.c: `connections` sessions, closed loop or paced at `offeredPerSec`, for WARMUP_MS
+ * unmeasured and then `cellMs`. The messages go round in order, each with a sequence number of its own.
+ */
+async function runLoad(port: number, connections: number, cellMs: number, offeredPerSec: number | undefined): Promise<LoadRun> {
+  const out = join(work, 'load.out');
+  const args = [String(port), String(connections), String(WARMUP_MS), String(cellMs), String(offeredPerSec ?? 0), out, ...loadMessageFiles];
+  const child = spawn(loadGenerator, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => child.once('error', reject).once('exit', resolve));
+  if (code !== 0) throw new Error(`smtp-load exited with ${code}: ${stderr}`);
+  const waited: number[] = [];
+  const phases: Phases[] = [];
+  let summary: number[] = [];
+  let firstFailure: string | undefined;
+  for (const line of readFileSync(out, 'latin1').split('\n')) {
+    if (line.startsWith('m ')) {
+      const v = line.slice(2).split(' ').map(Number);
+      waited.push(v[0] ?? NaN);
+      phases.push(Object.fromEntries(PHASES.map((k, i) => [k, v[i + 1] ?? NaN])) as Phases);
+    } else if (line.startsWith('c ')) summary = line.slice(2).split(' ').map(Number);
+    else if (line.startsWith('f ')) firstFailure = line.slice(2);
+  }
+  if (summary.length !== 3) throw new Error(`smtp-load wrote no summary: ${stderr}`);
+  const [completed = 0, failures = 0, cpu = NaN] = summary;
+  return { completed, failures, firstFailure, waited, phases, cpuMs: cpu };
+}
+
 type CpuPerMessage = { milter: number; clamd: number; client: number; postfix: number; machine: number };
 
 async function runCell(
@@ -243,52 +286,15 @@ async function runCell(
   cellMs = CELL_MS,
   offeredPerSec?: number,
 ): Promise<CellRun> {
-  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), client: process.cpuUsage(), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineCpuMs() };
-  let completed = 0;
-  const start = performance.now();
-  const measureFrom = start + WARMUP_MS;
-  const stopAt = measureFrom + cellMs;
-  const latencies: number[] = [];
-  const phases: Phases[] = [];
-  let failures = 0;
-  let firstFailure: string | undefined;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const n = next++;
-      let t0 = performance.now();
-      if (offeredPerSec !== undefined) {
-        const scheduled = start + (n * 1000) / offeredPerSec;
-        if (scheduled >= stopAt) break;
-        if (scheduled > t0) await sleep(scheduled - t0);
-        t0 = scheduled;
-      } else if (t0 >= stopAt) break;
-      const message = SMALL[n % SMALL.length] as string;
-      // Paced, a session that starts late (every connection was busy at its time) counts the wait.
-      const waited = performance.now() - t0;
-      try {
-        const p = await oneSession(port, message);
-        completed++;
-        const t1 = performance.now();
-        if (t0 >= measureFrom && t1 <= stopAt) {
-          // Connect to the reply to the final dot (QUIT is not part of it).
-          latencies.push(waited + PHASES.reduce((sum, k) => sum + p[k], 0));
-          phases.push(p);
-        }
-      } catch (e) {
-        failures++;
-        firstFailure ??= (e as Error).message;
-        await sleep(50);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: connections }, worker));
-  latencies.sort((a, b) => a - b);
-  const client = process.cpuUsage(cpu0.client);
+  const cpu0 = { milter: cpuMs(pids.milter), clamd: cpuMs(pids.clamd), postfix: processTreeCpuMs(pids.postfixMaster), machine: machineCpuMs() };
+  const load = await runLoad(port, connections, cellMs, offeredPerSec);
+  const { completed, failures, firstFailure, phases } = load;
+  // Connect to the reply to the final dot (QUIT is not part of it); paced, a late start counts.
+  const latencies = phases.map((p, i) => (load.waited[i] ?? 0) + PHASES.reduce((sum, k) => sum + p[k], 0)).sort((a, b) => a - b);
   const perMessage = {
     milter: (cpuMs(pids.milter) - cpu0.milter) / completed,
     clamd: (cpuMs(pids.clamd) - cpu0.clamd) / completed,
-    client: (client.user + client.system) / 1000 / completed,
+    client: load.cpuMs / completed,
     postfix: (processTreeCpuMs(pids.postfixMaster) - cpu0.postfix) / completed,
   };
   const machine = machineCpuMs();
@@ -547,6 +553,14 @@ const runStarted = performance.now();
 const loadAtStart = loadavg();
 const work = mkdtempSync(join(tmpdir(), 'pmt-bench-clamd-'));
 mkdirSync(join(work, 'clamav-milter'));
+// The load generator, compiled for this run as the protocol benchmark compiles its C reference milter.
+const loadGenerator = join(work, 'smtp-load');
+execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', loadGenerator, fileURLToPath(new URL('../../bench/smtp-load.c', import.meta.url))], { stdio: 'inherit' });
+const loadMessageFiles = SMALL.map((message, i) => {
+  const file = join(work, `message-${i}.txt`);
+  writeFileSync(file, dotStuff(message), 'latin1');
+  return file;
+});
 let clamd: ClamdInstance | undefined;
 let gateway: GatewayProcess | undefined;
 let clamdOnly: GatewayProcess | undefined;
