@@ -268,22 +268,18 @@ int main(int argc, char **argv) {
         if (t - s->t0 > SESSION_TIMEOUT_MS) finish(s, "session timed out");
         continue;
       }
-      /* Closed loop: start now (or after a failure pause). Paced: the next session's due time. */
-      double due = rate > 0 ? start + (double)next_session * 1000.0 / rate : s->due;
-      if (due < s->due) due = s->due;
-      if ((rate > 0 ? due : t) >= stop_at) continue;
-      if (due > t) {
-        if (due < wake) wake = due;
+      /* Closed loop: start now. Paced: the next session when it is due, or late if no slot was free then. */
+      double scheduled = rate > 0 ? start + (double)next_session * 1000.0 / rate : t;
+      if (scheduled >= stop_at) continue;
+      double at = scheduled > s->due ? scheduled : s->due; /* after a failure, the slot pauses */
+      if (at > t) {
+        if (at < wake) wake = at;
         continue;
       }
-      start_session(s, rate > 0 ? due : t);
+      start_session(s, scheduled);
       busy++;
     }
-    if (busy == 0 && (rate > 0 ? start + (double)next_session * 1000.0 / rate : t) >= stop_at) {
-      int idle = 1;
-      for (int i = 0; i < sessions; i++) if (slots[i].due > t) idle = 0;
-      if (idle) break;
-    }
+    if (busy == 0 && (rate > 0 ? start + (double)next_session * 1000.0 / rate : t) >= stop_at) break;
     /* Paced sessions start on time to a few microseconds: a whole-millisecond timeout would start them late. */
     double wait = wake - now_ms();
     if (wait < 0) wait = 0;
