@@ -241,6 +241,8 @@ interface CellRun {
 const SATURATED_PERCENT = 85;
 // A cell in which the host stole more than this share of the cores' time is reported as disturbed.
 const DISTURBED_STEAL_PERCENT = 10;
+/** Rounds run again because the host disturbed them. */
+let rerunRounds = 0;
 
 /** What one run of the load generator measured. */
 interface LoadRun {
@@ -385,7 +387,8 @@ function combineRuns(runs: readonly CellRun[]): Cell {
 /** Waits (at most 60 s) until the instance's queue is empty. */
 async function drainQueue(postfix: PostfixInstance): Promise<void> {
   const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline && !/Mail queue is empty/.test(await postfix.postqueue())) await sleep(200);
+  // On a machine the host is starving, one listing can take longer than postqueue's 10 s: ask again.
+  while (Date.now() < deadline && !/Mail queue is empty/.test(await postfix.postqueue().catch(() => ''))) await sleep(200);
 }
 
 // ---- big messages and memory -------------------------------------------------------------------------------
@@ -663,10 +666,19 @@ attachments:
     const milterPid = milterPids[mode];
     const postfixMaster = await (postfixes.get(mode) as PostfixInstance).masterPid();
     const pids = { ...(milterPid ? { milter: milterPid } : {}), ...(clamdPid ? { clamd: clamdPid } : {}), ...(postfixMaster ? { postfixMaster } : {}) };
-    const run = await runCell(mode, port(mode), connections, pids, CELL_MS, offeredPerSec);
-    // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
-    // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
-    await drainQueue(postfixes.get(mode) as PostfixInstance);
+    // A round in which the host took more than DISTURBED_STEAL_PERCENT of the cores measured the host: it is run
+    // again, at most twice (the criterion is the host's steal from /proc/stat, never the result).
+    let run: CellRun;
+    for (let attempt = 1; ; attempt++) {
+      run = await runCell(mode, port(mode), connections, pids, CELL_MS, offeredPerSec);
+      // Postfix delivers (discards) what a cell queued after the cell ends; at 1,000+ msg/s that backlog would
+      // run during the next cell and tax whichever mode comes next, so each cell starts on a drained queue.
+      await drainQueue(postfixes.get(mode) as PostfixInstance);
+      if (run.cell.stealPercent <= DISTURBED_STEAL_PERCENT || attempt === 3) break;
+      rerunRounds++;
+      console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn: the host took ${run.cell.stealPercent.toFixed(0)} % of the cores (steal), ${run.cell.msgsPerSec.toFixed(1)} msg/s; running this round again`);
+      await sleep(2000);
+    }
     const cell = run.cell;
     const paced = offeredPerSec === undefined ? '' : ` at ${offeredPerSec.toFixed(0)}/s`;
     console.log(`  ${mode.padEnd(15)} ${String(connections).padStart(3)} conn${paced}: ${cell.msgsPerSec.toFixed(1).padStart(7)} msg/s  p50 ${cell.p50Ms.toFixed(1).padStart(6)} ms  p99 ${cell.p99Ms.toFixed(1).padStart(6)} ms  CPU/msg milter ${cell.milterCpuMsPerMsg.toFixed(2)} ms clamd ${cell.clamdCpuMsPerMsg.toFixed(2)} ms client ${cell.clientCpuMsPerMsg.toFixed(2)} ms postfix ${cell.postfixCpuMsPerMsg.toFixed(2)} ms machine ${cell.machineCpuMsPerMsg.toFixed(2)} ms  busy ${cell.busyPercent.toFixed(0)}% steal ${cell.stealPercent.toFixed(0)}% iowait ${cell.iowaitPercent.toFixed(0)}%  load ${loadavg()[0]?.toFixed(1)}${cell.failures ? `  ${cell.failures} FAILED (${cell.firstFailure ?? ''})` : ''}`);
@@ -854,6 +866,7 @@ function report(cells: readonly Cell[], equalLoad: readonly Cell[], memory: read
     const names = disturbed.map((c) => `${c.mode} ${c.connections} conn${c.offeredPerSec === undefined ? '' : ' equal load'} (steal ${fmt(c.stealPercent, 0)} %)`);
     console.log(`DISTURBED: the host took more than ${DISTURBED_STEAL_PERCENT} % of the cores during ${names.join(', ')}; figures involving these cells are not comparable`);
   }
+  if (rerunRounds > 0) console.log(`${rerunRounds} round(s) were run again because the host took more than ${DISTURBED_STEAL_PERCENT} % of the cores during them`);
   const loadAtEnd = loadavg();
   console.log(`targets (issue 7): ${JSON.stringify(targets)}; failed sessions: ${failures}; run took ${fmt((performance.now() - runStarted) / 1000)} s`);
   // Other work on the machine skews every figure; the 1-minute load average says how busy it was.
@@ -878,6 +891,7 @@ function report(cells: readonly Cell[], equalLoad: readonly Cell[], memory: read
         memory,
         targets,
         failedSessions: failures,
+        rerunRounds,
         disturbedCells: disturbed.map((c) => ({ mode: c.mode, connections: c.connections, equalLoad: c.offeredPerSec !== undefined, stealPercent: c.stealPercent })),
       },
       null,
