@@ -15,7 +15,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -40,7 +39,7 @@ struct slot {
   int fd;
   enum step step;
   long n;              /* session number */
-  double due;          /* IDLE: when this slot may start its next session */
+  double due;          /* IDLE: not before this (a pause after a failure) */
   double t0, lap, waited;
   double phase[PHASES];
   char in[4096];
