@@ -47,6 +47,7 @@ struct slot {
   char out[256];       /* a command, or the message's sequence number */
   struct iovec iov[3];
   int iov_count;       /* pending output: iov[0..iov_count) */
+  int watching_out;    /* EPOLLOUT is in the descriptor's epoll events */
 };
 
 static struct message *messages;
@@ -116,8 +117,13 @@ static int flush(struct slot *s) {
       s->iov[0].iov_len -= (size_t)w;
     }
   }
-  struct epoll_event ev = { .events = EPOLLIN | (s->iov_count > 0 ? EPOLLOUT : 0), .data.ptr = s };
-  if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0) die("epoll_ctl");
+  /* Watch for writability only while output is pending (rarely: a command or a small message fits at once). */
+  int want_out = s->iov_count > 0;
+  if (want_out != s->watching_out) {
+    struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = s };
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0) die("epoll_ctl");
+    s->watching_out = want_out;
+  }
   return 0;
 }
 
@@ -144,8 +150,8 @@ static int send_message(struct slot *s) {
 static void start_session(struct slot *s, double t0) {
   s->n = next_session++;
   s->t0 = t0;
-  s->lap = t0;
-  s->waited = now_ms() - t0;
+  s->lap = now_ms(); /* the steps count from the actual start; a late start is `waited` */
+  s->waited = s->lap - t0;
   s->in_len = 0;
   s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s->fd < 0) die("socket");
@@ -154,6 +160,7 @@ static void start_session(struct slot *s, double t0) {
     return;
   }
   s->step = GREETING;
+  s->watching_out = 0;
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
   if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s->fd, &ev) < 0) die("epoll_ctl");
 }
