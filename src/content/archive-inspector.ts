@@ -139,6 +139,32 @@ function unlistable(ctx: ArchiveContext, rule: string, name: string, path: strin
   return ctx.limits.unlistable === 'reject' ? [{ kind: 'archive-limit', rule, name, path }] : [];
 }
 
+const END_OF_CENTRAL_DIRECTORY = Buffer.from('PK\x05\x06', 'latin1');
+const CENTRAL_HEADER_SIGNATURE = 0x02014b50;
+const END_RECORD_BYTES = 22;
+const MAX_COMMENT_BYTES = 0xffff;
+
+/**
+ * Where a zip that ends `buf` starts, when other bytes come before it (junk, a PDF, a self-extractor's stub):
+ * the end record's directory offset counts from the zip's own start, as unzip works it out. Undefined when
+ * there is no such zip. 0 when the offsets already count from the start of `buf`.
+ */
+export function zipStartOffset(buf: Buffer): number | undefined {
+  // The end record sits in the last 22 bytes plus at most a 64 KiB comment.
+  const from = Math.max(0, buf.length - END_RECORD_BYTES - MAX_COMMENT_BYTES);
+  const window = buf.subarray(from);
+  for (let i = window.lastIndexOf(END_OF_CENTRAL_DIRECTORY); i >= 0; i = i > 0 ? window.lastIndexOf(END_OF_CENTRAL_DIRECTORY, i - 1) : -1) {
+    const at = from + i;
+    if (at + END_RECORD_BYTES > buf.length) continue;
+    const directoryBytes = buf.readUInt32LE(at + 12);
+    const directoryOffset = buf.readUInt32LE(at + 16);
+    const start = at - directoryBytes - directoryOffset;
+    if (start < 0 || directoryBytes === 0xffffffff || directoryOffset === 0xffffffff) continue;
+    if (buf.readUInt32LE(start + directoryOffset) === CENTRAL_HEADER_SIGNATURE) return start;
+  }
+  return undefined;
+}
+
 /**
  * Lists the zip in `buf`. `name` is the archive's own (raw) name, `path` where it sits (`part 2`, or the
  * path of the member holding it); members are reported at `${path} > ${member}`. `depth` is 1 for an
@@ -172,9 +198,12 @@ export async function inspectZip(buf: Buffer, name: string, path: string, depth:
       members++;
       const names = memberNames(entry.fileNameRaw, entry.generalPurposeBitFlag, entry.extraFields);
       for (const n of names) listedNames.add(n);
-      const shown = names[0] ?? '';
+      const isFolderName = (n: string): boolean => n.endsWith('/') || n.endsWith('\\');
+      // A folder has a folder name in every form and no data. A header name that looks like a folder while the
+      // Unicode Path field names a file (unzip extracts that file), or that carries data, is a file.
+      if (names.every(isFolderName) && entry.compressedSize === 0 && entry.uncompressedSize === 0) continue;
+      const shown = names.find((n) => !isFolderName(n)) ?? names[0] ?? '';
       const memberPath = `${path} > ${shown}`;
-      if (shown.endsWith('/') || shown.endsWith('\\')) continue; // a directory
       for (const n of names) findings.push(...checkName(n, ctx.names, memberPath, true));
 
       ctx.budget.expandedLeft -= entry.uncompressedSize;

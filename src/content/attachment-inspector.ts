@@ -10,11 +10,12 @@
 // only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
 import type { AttachmentsConfig } from './attachment-config.js';
-import { type ArchiveContext, inspectZip } from './archive-inspector.js';
+import { type ArchiveContext, inspectZip, zipStartOffset } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
-import { MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
+import { lastExtension, normaliseFileName } from './file-name.js';
+import { BINARY_DANGEROUS_TYPES, MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
 import { type LeafPart, type LeafSink, MimeLeafSplitter } from './mime-leaf-splitter.js';
 import { PlainBodyWatch, plainTextBody } from './plain-text-shortcut.js';
 import { namesFromHeaderLines } from './mime-names.js';
@@ -54,6 +55,11 @@ function collect(reports: readonly Report[], into: { findings: Finding[]; parts:
 }
 
 const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
+
+// Declared types that say "zip": such a part is kept whole (within the archive limit) even when it does not
+// start like one.
+const ZIP_DECLARED_TYPES: ReadonlySet<string> = new Set(['application/zip', 'application/x-zip', 'application/x-zip-compressed', 'application/zip-compressed', 'multipart/x-zip']);
+const isZipName = (raw: string): boolean => lastExtension(normaliseFileName(raw).name) === 'zip';
 
 /** Walks one message (the top one, or one attached as message/rfc822) with its own splitter. */
 class MessageWalker {
@@ -144,11 +150,11 @@ class MessageWalker {
     if (declared === 'message/rfc822' || declared === 'message/global') return this.attachedMessage(report, path, names);
 
     const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && part.disposition !== 'attachment';
-    const collector = new ContentCollector(shared.config.archives.maxBytes);
+    const collector = new ContentCollector(shared.config.archives.maxBytes, ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName));
     const uuBlocks: { name: string; collector: ContentCollector }[] = [];
     const uu = declared.startsWith('text/')
       ? new UuencodeScanner((name): DecodedSink => {
-          const c = new ContentCollector(shared.config.archives.maxBytes);
+          const c = new ContentCollector(shared.config.archives.maxBytes, isZipName(name));
           uuBlocks.push({ name, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
@@ -178,7 +184,9 @@ class MessageWalker {
   ): Promise<void> {
     const shared = this.shared;
     const detected = detectType(collector.head(), collector.tail());
-    if (!isBodyText) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
+    // An unnamed text body is shown as text, so only content no text can be (executables, disk images) is
+    // judged there: a `#!` first line or a script in an HTML body is ordinary mail.
+    if (!isBodyText || BINARY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
     const members = await this.inspectArchive(report, collector, detected, names[0] ?? 'archive', path);
     collector.release();
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
@@ -194,11 +202,21 @@ class MessageWalker {
     }
   }
 
-  /** Lists a zip part; returns the member count, or undefined when the part is not a zip. */
+  /**
+   * Lists a zip part: one that starts as a zip, or one named or declared a zip with a zip at its end (unzip and
+   * 7-Zip open a zip behind other bytes, as in a self-extractor). Returns the member count, or undefined when
+   * there is no zip to list.
+   */
   private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
-    if (detected !== 'zip') return undefined;
-    const shared = this.shared;
     const whole = collector.wholeZip();
+    const shared = this.shared;
+    if (detected !== 'zip') {
+      const start = whole ? zipStartOffset(whole) : undefined;
+      if (whole === undefined || start === undefined) return undefined;
+      const listing = await inspectZip(whole.subarray(start), name, `${path} > ${name}`, 1, shared.archive);
+      report.findings.push(...listing.findings);
+      return listing.members;
+    }
     if (!whole) {
       if (collector.tooLarge && shared.config.archives.unlistable === 'reject') report.findings.push({ kind: 'archive-limit', rule: 'archive-too-large', name, path });
       return undefined;
@@ -372,7 +390,8 @@ export class AttachmentInspector {
       const detectedType = detectType(sc.magic.head(), sc.magic.tail());
       sc.magic.release();
       this.held = [];
-      return { findings: [], parts: [{ path: 'part 1', contentType: sc.contentType, names: [], size: sc.body.size, detectedType }] };
+      const findings = BINARY_DANGEROUS_TYPES.has(detectedType) ? checkContent(detectedType, [], sc.contentType, this.shared.content, 'part 1') : [];
+      return { findings, parts: [{ path: 'part 1', contentType: sc.contentType, names: [], size: sc.body.size, detectedType }] };
     }
     const root = this.walker();
     try {

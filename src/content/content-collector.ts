@@ -1,5 +1,6 @@
 // Keeps what inspection needs of a part's decoded content, and no more: the first bytes and last bytes
-// (magic detection), and the whole content only when it starts like a zip, up to the archive size limit.
+// (magic detection), and the whole content only when it starts like a zip or is named or declared one (a zip
+// may sit behind other bytes), up to the archive size limit.
 import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES } from './magic.js';
 
 const ZIP_STARTS = [Buffer.from('PK\x03\x04', 'latin1'), Buffer.from('PK\x05\x06', 'latin1'), Buffer.from('PK\x07\x08', 'latin1')];
@@ -15,8 +16,10 @@ export class ContentCollector {
   private tailBuf: Buffer = Buffer.alloc(0);
   private readonly maxArchiveBytes: number;
 
-  constructor(maxArchiveBytes: number) {
+  /** `keepWhole`: keep the whole content whatever it starts with (the part is named or declared a zip). */
+  constructor(maxArchiveBytes: number, keepWhole = false) {
     this.maxArchiveBytes = maxArchiveBytes;
+    if (keepWhole) this.whole = true;
   }
 
   write(chunk: Buffer): void {
@@ -53,7 +56,7 @@ export class ContentCollector {
     return this.tailBuf;
   }
 
-  /** The whole content when it is a zip within the limit, else undefined. */
+  /** The whole content when it is (or may hold) a zip within the limit, else undefined. */
   wholeZip(): Buffer | undefined {
     if (this.whole !== true || this.tooLarge) return undefined;
     return Buffer.concat(this.chunks, this.kept);

@@ -22,6 +22,8 @@ export const DANGEROUS_TYPE_LABELS = [
   'html-smuggling', // HTML that builds a download from script (Blob, atob, msSaveOrOpenBlob)
 ] as const;
 export type DangerousType = (typeof DANGEROUS_TYPE_LABELS)[number];
+/** Dangerous types no text can be: judged even in an unnamed text body (script-like ones are not). */
+export const BINARY_DANGEROUS_TYPES: ReadonlySet<RealType> = new Set<RealType>(['pe', 'elf', 'macho', 'java-class', 'lnk', 'chm', 'iso', 'vhd', 'vhdx', 'dmg', 'wim']);
 export const DEFAULT_DANGEROUS_TYPES: readonly DangerousType[] = DANGEROUS_TYPE_LABELS;
 
 export const ARCHIVE_TYPES = ['zip', 'rar', '7z', 'gzip', 'bzip2', 'xz', 'zstd', 'cab', 'ace', 'arj', 'tar', 'lzh'] as const;

@@ -24,8 +24,21 @@ export function compileNameRules(config: AttachmentsConfig): NameRules {
  * (with the original kind as the rule) so a policy can treat members differently from attachments.
  */
 export function checkName(rawName: string, rules: NameRules, path: string, inArchive: boolean): Finding[] {
+  // A NUL ends the name for whatever reads it as a C string (unzip, many mail clients: `a.exe\0.txt` is saved
+  // as a.exe), while normalising drops it as invisible: both readings are checked.
+  const nul = rawName.indexOf('\0');
+  if (nul === -1) return checkOneName(rawName, rawName, rules, path, inArchive);
+  const findings = checkOneName(rawName.slice(0, nul), rawName, rules, path, inArchive);
+  for (const f of checkOneName(rawName, rawName, rules, path, inArchive)) {
+    if (!findings.some((g) => g.rule === f.rule && g.kind === f.kind)) findings.push(f);
+  }
+  return findings;
+}
+
+/** Findings for one reading `candidate` of the name; findings report the raw name. */
+function checkOneName(candidate: string, rawName: string, rules: NameRules, path: string, inArchive: boolean): Finding[] {
   const findings: Finding[] = [];
-  const { name } = normaliseFileName(rawName);
+  const { name } = normaliseFileName(candidate);
   if (name === '') return findings;
   const ext = lastExtension(name);
   const isBanned = (e: string): boolean => rules.banned.has(e);

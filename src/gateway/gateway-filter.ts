@@ -324,7 +324,9 @@ function contentChecks(
 ): ContentChecks {
   const failures: ContentChecks['failures'][number][] = [];
   if (inspection?.error !== undefined) failures.push({ check: 'attachments', reason: 'error', detail: inspection.error });
-  if (scan?.type === 'failed' && !(oversize && scan.reason === 'size-limit')) failures.push({ check: 'virus', reason: scan.reason, detail: scan.detail });
+  // clamd's own size limit (StreamMaxLength) below ours: the message was too large to scan, as if over ours, so
+  // actions.oversize decides (a tempfail would have the sender retry a message that can never be scanned).
+  if (scan?.type === 'failed' && scan.reason !== 'size-limit') failures.push({ check: 'virus', reason: scan.reason, detail: scan.detail });
   if (scannerConfigured && scan === undefined && !oversize) failures.push({ check: 'virus', reason: 'error', detail: 'no scan was started' });
   const sizeLimited = oversize || (scan?.type === 'failed' && scan.reason === 'size-limit');
   return {

@@ -33,7 +33,7 @@ export function buildServices(config: GatewayConfig, shared: { metrics: GatewayM
   const scanner = new ClamdScanner(config.clamav, {
     onEndpointChange: (health) => {
       const index = config.clamav.endpoints.indexOf(health.endpoint);
-      metrics.clamdState(index < 0 ? 0 : index, health.up, health.version ?? undefined);
+      metrics.clamdState(index < 0 ? 0 : index, health.up, health.version ?? undefined, health.endpoint);
       if (health.up) log.info({ endpoint: health.endpoint, version: health.version }, 'clamd endpoint up');
       else log.warn({ endpoint: health.endpoint, error: health.lastError }, 'clamd endpoint down: mail is tempfailed while no endpoint answers');
     },

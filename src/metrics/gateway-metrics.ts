@@ -97,6 +97,8 @@ export type HealthReport = { readonly healthy: true } | { readonly healthy: fals
 interface ClamdEndpointState {
   up: boolean;
   engine: string | undefined;
+  /** The endpoint's address, for /healthz's text only (never a label). */
+  address: string | undefined;
 }
 
 function normalizeExtension(ext: string): string {
@@ -314,12 +316,14 @@ export class GatewayMetrics {
 
   /**
    * The result of a health check of one clamd endpoint (its 0-based position in the configured list).
-   * `version` is what VERSION answered (see parseClamdVersion); omit it when the check failed.
+   * `version` is what VERSION answered (see parseClamdVersion); omit it when the check failed. `address` names
+   * the endpoint in the /healthz text.
    */
-  clamdState(endpoint: number, up: boolean, version?: ClamdVersion): void {
+  clamdState(endpoint: number, up: boolean, version?: ClamdVersion, address?: string): void {
     const label = Number.isInteger(endpoint) && endpoint >= 0 && endpoint < MAX_CLAMD_ENDPOINTS ? String(endpoint) : OTHER;
-    const state = this.clamdEndpoints.get(label) ?? { up: false, engine: undefined };
+    const state = this.clamdEndpoints.get(label) ?? { up: false, engine: undefined, address: undefined };
     state.up = up;
+    state.address = address ?? state.address;
     this.clamdEndpoints.set(label, state);
     this.clamdUp.set({ endpoint: label }, up ? 1 : 0);
     this.clamdLastCheck.set({ endpoint: label }, this.now() / 1000);
@@ -372,9 +376,9 @@ export class GatewayMetrics {
   health(): HealthReport {
     if (!this.listening) return { healthy: false, reason: 'the milter listener is not accepting connections' };
     if (this.clamdEndpoints.size === 0) return { healthy: false, reason: 'no clamd health check has completed yet' };
-    const down = [...this.clamdEndpoints].filter(([, s]) => !s.up).map(([e]) => e);
+    const down = [...this.clamdEndpoints].filter(([, s]) => !s.up).map(([e, s]) => s.address ?? `clamav.endpoints[${e}]`);
     if (down.length === this.clamdEndpoints.size) {
-      return { healthy: false, reason: `no clamd endpoint answered its last check (endpoints ${down.join(', ')} down)` };
+      return { healthy: false, reason: `no clamd endpoint answered its last check (down: ${down.join(', ')})` };
     }
     return { healthy: true };
   }

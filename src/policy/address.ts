@@ -52,6 +52,8 @@ export type EnvelopeAddress =
       /** Effective final domain, normalised (`example.com`, `[192.0.2.1]`, `[IPv6:2001:db8::1]`); undefined when missing. */
       readonly domain: string | undefined;
       readonly domainForm: DomainForm | undefined;
+      /** The domain after the last unquoted `@`, the one a reader sees (`ours` in `u%ext@ours`); undefined when missing. */
+      readonly shownDomainForm: DomainForm | undefined;
       /** Every destination named, first hop first; the last one is `domain`. Empty when the domain is missing. */
       readonly hops: readonly string[];
       readonly tricks: readonly AddressTrick[];
@@ -197,6 +199,7 @@ function resolve(raw: string, inner: string, tricks: TrickSet): EnvelopeAddress 
   // Destinations, outermost (first hop) first.
   const hops: string[] = [];
   let forms: DomainForm | undefined;
+  let shown: DomainForm | undefined;
   let rest = inner;
   if (rest.startsWith('@')) {
     tricks.add('source-route');
@@ -212,6 +215,7 @@ function resolve(raw: string, inner: string, tricks: TrickSet): EnvelopeAddress 
     const outer = normaliseDomain(scanned.domain, tricks);
     hops.push(outer.text);
     forms = outer.form;
+    shown = outer.form;
   } else {
     tricks.add('missing-domain');
   }
@@ -259,6 +263,7 @@ function resolve(raw: string, inner: string, tricks: TrickSet): EnvelopeAddress 
     localPart: local,
     domain,
     domainForm: domain === undefined ? undefined : forms,
+    shownDomainForm: shown,
     hops,
     tricks: tricks.list,
     routed,

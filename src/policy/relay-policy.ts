@@ -121,7 +121,10 @@ export class RelayPolicy {
       // The MTA would complete it with its own domain: the same as claiming one of ours.
       return refuse(554, '5.7.1', 'unqualified-sender', 'Sender address rejected: a domain is required from this client');
     }
-    if (this.ownership(parsed.domainForm, context.serverAddress) !== undefined) {
+    // Where the address resolves to (`u%ours@ext`) and the domain it shows (`u%ext@ours`) both count; a source
+    // route's hops do not (RFC 5321 §3.3: they are ignored).
+    const ours = (form: DomainForm | undefined): boolean => form !== undefined && this.ownership(form, context.serverAddress) !== undefined;
+    if (ours(parsed.domainForm) || ours(parsed.shownDomainForm)) {
       return refuse(554, '5.7.1', 'spoofed-sender', 'Sender address rejected: our own domain is not accepted as sender from this client; authenticate first');
     }
     return PASS;

@@ -95,6 +95,9 @@ export function decideContentVerdict(checks: ContentChecks, actions: ActionsConf
 
 function describeAttachment(f: AttachmentFindingLike): string {
   const ext = f.extension ? ` (${f.rule} .${f.extension})` : ` (${f.rule})`;
+  // Findings about the message's structure (too many parts, nesting) or an unnamed part have no file name to show.
+  if (f.kind === 'malformed-mime') return `message structure${ext}`;
+  if (f.name === '') return `unnamed attachment${ext}`;
   return `attachment "${replySafe(f.name)}"${ext}`;
 }
 

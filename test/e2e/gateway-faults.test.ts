@@ -265,6 +265,23 @@ test('a clamd answering garbage, resetting mid-scan or never answering: 4xx with
   await assertDeliveredScanned('after-fake-clean');
 });
 
+test("clamd's StreamMaxLength below clamav.maxScanBytes: the message is too large to scan, 552 5.3.4 (actions.oversize), not a tempfail", async () => {
+  const reload = await gateway.reload(config(fake.endpoint));
+  assert.equal(reload.msg.startsWith('config reloaded'), true, JSON.stringify(reload));
+  fake.streamMaxLength = 20_000;
+  try {
+    const big = await smtpSend(message('over-clamd-limit', 'abcdefgh\r\n'.repeat(5000)));
+    assert.match(big.final?.raw ?? '', /^552 5\.3\.4 /, JSON.stringify(big));
+    const small = await smtpSend(message('under-clamd-limit'));
+    assert.equal(small.final?.code, 250, JSON.stringify(small));
+    await assertNotDelivered('over-clamd-limit');
+    await assertDeliveredScanned('under-clamd-limit');
+  } finally {
+    fake.streamMaxLength = 100 * 1024 * 1024;
+    await gateway.reload(config(clamd.unixEndpoint));
+  }
+});
+
 test('a clamd whose connect never completes (accept queue full): 4xx after clamav.connectTimeout, nothing delivered', async () => {
   // A listener that never accepts, with its backlog filled: further SYNs are dropped, so connect() hangs, as it
   // does with an overloaded clamd. A Node child listens with backlog 1 (0 would mean Node's default) and then

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type AttachmentsConfig, attachmentsSchema } from 'postfix-milter-ts/content/attachment-config.js';
-import { inspectZip } from 'postfix-milter-ts/content/archive-inspector.js';
+import { inspectZip, zipStartOffset } from 'postfix-milter-ts/content/archive-inspector.js';
 import { compileContentRules } from 'postfix-milter-ts/content/content-rules.js';
 import { compileNameRules } from 'postfix-milter-ts/content/name-rules.js';
 import { decodeCp437 } from 'postfix-milter-ts/content/zip-names.js';
@@ -48,6 +48,10 @@ describe('inspectZip', () => {
     ['concatenated zips: members hidden from the central directory', () => Buffer.concat([makeZip([{ name: 'hidden.exe', data: 'x' }]), makeZip([{ name: 'shown.txt', data: 'y' }])]), ['archive-banned-member/banned-extension', 'archive-limit/archive-unreadable']],
     ['allowedExtensions removes a banned one', () => makeZip([{ name: 'setup.cab', data: 'x' }]), [], () => ctx({ allowedExtensions: ['.CAB'] })],
     ['office document with media', () => SAMPLES.ooxml('word'), []],
+    ['a folder name in the header, a file in the Unicode Path field', () => makeZip([{ name: 'docs/', data: SAMPLES.pe(), unicodePath: 'invoice.exe' }]), ['archive-banned-member/banned-extension', 'dangerous-content/pe']],
+    ['a folder name with data is a file', () => makeZip([{ name: 'docs/', data: SAMPLES.pe() }]), ['dangerous-content/pe']],
+    ['a real folder', () => makeZip([{ name: 'docs/', data: '' }, { name: 'docs/a.txt', data: 'x' }]), []],
+    ['a NUL ends the member name for unzip', () => makeZip([{ name: 'invoice.exe\0.txt', data: 'WScript.Echo(1)' }]), ['archive-banned-member/banned-extension']],
   ];
   for (const [label, zip, want, c] of cases) {
     test(label, async () => assert.deepEqual(await kindsAndRules(zip(), c?.()), want));
@@ -61,6 +65,16 @@ describe('inspectZip', () => {
     clearInterval(timer);
     assert.equal(r.members, 1500);
     assert.ok(ticks > 0, 'a timer ran while listing');
+  });
+
+  test('zipStartOffset finds a zip behind other bytes, as unzip does', () => {
+    const zip = makeZip([{ name: 'invoice.exe', data: 'x' }]);
+    assert.equal(zipStartOffset(zip), 0);
+    assert.equal(zipStartOffset(Buffer.concat([Buffer.from('X'), zip])), 1);
+    assert.equal(zipStartOffset(Buffer.concat([SAMPLES.pdf(), zip])), SAMPLES.pdf().length);
+    // An end record whose directory would start before the buffer, and none at all.
+    assert.equal(zipStartOffset(zip.subarray(10)), undefined);
+    assert.equal(zipStartOffset(SAMPLES.pdf()), undefined);
   });
 
   test('CP437 table covers the upper half', () => {

@@ -52,6 +52,41 @@ describe('AttachmentInspector', () => {
     assert.deepEqual(ok.findings, []);
   });
 
+  test('a zip behind other bytes is listed when the part is named or declared a zip', async () => {
+    const zip = makeZip([{ name: 'readme.txt', data: 'hi' }, { name: 'invoice.exe', data: SAMPLES.pe() }]);
+    const kinds = async (raw: Buffer): Promise<string[]> => [...new Set((await inspectMessage(raw, defaultAttachmentsConfig())).findings.map((f) => `${f.kind}/${f.rule}`))].sort();
+    const want = ['archive-banned-member/banned-extension', 'dangerous-content/pe'];
+    assert.deepEqual(await kinds(message([file('docs.zip', Buffer.concat([Buffer.from('X'), zip]))])), want);
+    assert.deepEqual(await kinds(message([file('docs', Buffer.concat([SAMPLES.pdf(), zip]), 'application/zip')])), want);
+    assert.deepEqual(await kinds(message([{ headers: 'Content-Type: text/plain\r\n', body: `begin 644 docs.zip\r\n${uuencodeLines(Buffer.concat([Buffer.alloc(64, 0x20), zip]))}\`\r\nend` }])), want);
+    // The same bytes under another name are not kept whole: only their first bytes are judged.
+    assert.deepEqual(await kinds(message([file('photo.jpg', Buffer.concat([SAMPLES.jpeg(), zip]), 'image/jpeg')])), []);
+  });
+
+  test('an unnamed text body is judged for binary types only', async () => {
+    const body = (type: string, data: Buffer): Buffer =>
+      Buffer.from(`From: a@example.net\r\nTo: b@example.org\r\nContent-Type: ${type}\r\nContent-Transfer-Encoding: base64\r\n\r\n${data.toString('base64')}\r\n`);
+    const rules = async (raw: Buffer): Promise<string[]> => (await inspectMessage(raw, defaultAttachmentsConfig())).findings.map((f) => f.rule);
+    const pe = ['pe', 'pe-as-declared-type'];
+    assert.deepEqual(await rules(body('text/plain', SAMPLES.pe())), pe);
+    assert.deepEqual(await rules(message([{ headers: 'Content-Transfer-Encoding: base64\r\n', body: SAMPLES.pe().toString('base64') }])), pe);
+    // A script or a `#!` line in a body is ordinary text.
+    assert.deepEqual(await rules(body('text/plain', Buffer.from('#!/bin/sh\necho hello\n'))), []);
+    // The shortcut for plain 8-bit bodies judges the same bytes.
+    const plain = Buffer.concat([Buffer.from('From: a@example.net\r\nTo: b@example.org\r\nContent-Type: text/plain\r\n\r\n'), SAMPLES.pe()]);
+    const inspector = new AttachmentInspector(defaultAttachmentsConfig());
+    inspector.push(plain);
+    const r = await inspector.finish();
+    assert.equal(inspector.usedShortcut, true);
+    assert.deepEqual(r.findings.map((f) => f.rule), pe);
+  });
+
+  test('a NUL in an attachment name ends it for the reader: both readings are checked', async () => {
+    const raw = message([{ headers: "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename*=''invoice.exe%00.pdf\r\n", body: 'JVBERi0xLjcK' }]);
+    const r = await inspectMessage(raw, defaultAttachmentsConfig());
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}/${f.extension ?? ''}`), ['banned-extension/banned-extension/exe']);
+  });
+
   test('too many parts is malformed-mime', async () => {
     const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
     const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));
@@ -105,3 +140,19 @@ describe('AttachmentInspector', () => {
     assert.deepEqual(attachmentsSchema.parse({ bannedExtensions: ['.EXE', ' Scr '] }).bannedExtensions, ['exe', 'scr']);
   });
 });
+
+/** uuencoded lines (45 bytes each) without the final empty line. */
+function uuencodeLines(data: Buffer): string {
+  const enc = (n: number): string => String.fromCharCode(n === 0 ? 0x60 : n + 0x20);
+  let out = '';
+  for (let i = 0; i < data.length; i += 45) {
+    const line = data.subarray(i, i + 45);
+    out += enc(line.length);
+    for (let j = 0; j < line.length; j += 3) {
+      const [a = 0, b = 0, c = 0] = line.subarray(j, j + 3);
+      out += enc(a >> 2) + enc(((a & 3) << 4) | (b >> 4)) + enc(((b & 15) << 2) | (c >> 6)) + enc(c & 63);
+    }
+    out += '\r\n';
+  }
+  return out;
+}

@@ -9,6 +9,8 @@ export interface ZipMember {
   readonly encrypted?: boolean;
   /** Lie about the uncompressed size in the central directory (zip-bomb tests). */
   readonly declaredSize?: number;
+  /** An Info-ZIP Unicode Path extra field (0x7075) naming the member (unzip prefers it to the header name). */
+  readonly unicodePath?: string;
 }
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -37,6 +39,7 @@ export function makeZip(members: readonly ZipMember[]): Buffer {
     const method = store ? 0 : 8;
     const crc = crc32(data);
     const size = m.declaredSize ?? data.length;
+    const extra = unicodePathField(m.unicodePath, name);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
@@ -46,7 +49,8 @@ export function makeZip(members: readonly ZipMember[]): Buffer {
     local.writeUInt32LE(body.length, 18);
     local.writeUInt32LE(size, 22);
     local.writeUInt16LE(name.length, 26);
-    locals.push(local, name, body);
+    local.writeUInt16LE(extra.length, 28);
+    locals.push(local, name, extra, body);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(20, 4);
@@ -57,9 +61,10 @@ export function makeZip(members: readonly ZipMember[]): Buffer {
     central.writeUInt32LE(body.length, 20);
     central.writeUInt32LE(size, 24);
     central.writeUInt16LE(name.length, 28);
+    central.writeUInt16LE(extra.length, 30);
     central.writeUInt32LE(offset, 42);
-    centrals.push(central, name);
-    offset += 30 + name.length + body.length;
+    centrals.push(central, name, extra);
+    offset += 30 + name.length + extra.length + body.length;
   }
   const cd = Buffer.concat(centrals);
   const eocd = Buffer.alloc(22);
@@ -69,6 +74,18 @@ export function makeZip(members: readonly ZipMember[]): Buffer {
   eocd.writeUInt32LE(cd.length, 12);
   eocd.writeUInt32LE(offset, 16);
   return Buffer.concat([...locals, cd, eocd]);
+}
+
+function unicodePathField(path: string | undefined, headerName: Buffer): Buffer {
+  if (path === undefined) return Buffer.alloc(0);
+  const utf8 = Buffer.from(path, 'utf8');
+  const field = Buffer.alloc(4 + 5 + utf8.length);
+  field.writeUInt16LE(0x7075, 0);
+  field.writeUInt16LE(5 + utf8.length, 2);
+  field.writeUInt8(1, 4);
+  field.writeUInt32LE(crc32(headerName), 5);
+  utf8.copy(field, 9);
+  return field;
 }
 
 /** Smallest bytes that detectType() calls each real type (test samples, not working files). */

@@ -274,11 +274,11 @@ describe('GatewayMetrics', () => {
     assert.deepEqual(m.health(), { healthy: false, reason: 'the milter listener is not accepting connections' });
     m.milterListening(true);
     assert.deepEqual(m.health(), { healthy: false, reason: 'no clamd health check has completed yet' });
-    m.clamdState(0, false);
+    m.clamdState(0, false, undefined, 'unix:/run/clamav/clamd.ctl');
     m.clamdState(1, false);
     const r = m.health();
     assert.equal(r.healthy, false);
-    assert.match(r.healthy ? '' : r.reason, /no clamd endpoint answered.*0, 1/);
+    assert.equal(r.healthy ? '' : r.reason, 'no clamd endpoint answered its last check (down: unix:/run/clamav/clamd.ctl, clamav.endpoints[1])');
     m.clamdState(1, true);
     assert.deepEqual(m.health(), { healthy: true });
   });

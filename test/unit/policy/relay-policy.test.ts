@@ -87,6 +87,8 @@ const MAIL_TABLE: readonly Row[] = [
   ['relay domain sender', '<s@x.relayed.test>', 'spoofed-sender', 'pass', 'pass'],
   ['routed through ours to ext', '<@ours.test:s@ext.test>', 'pass', 'pass', 'pass'],
   ['routed to ours', '<s%ours.test@ext.test>', 'spoofed-sender', 'pass', 'pass'],
+  ['showing ours, routed on', '<s%ext.test@ours.test>', 'spoofed-sender', 'pass', 'pass'],
+  ['showing ours, bang path on', '<ext.test!s@ours.test>', 'spoofed-sender', 'pass', 'pass'],
   ['null domain', '<s@>', 'bad-sender-syntax', 'bad-sender-syntax', 'bad-sender-syntax'],
 ];
 

@@ -28,6 +28,8 @@ const CASES: ReadonlyArray<readonly [string, ContentChecks, Partial<ActionsConfi
   ['tempfail action on a finding', { ...CLEAN, virus: 'Eicar' }, { virus: 'tempfail' }, 'tempfailed', '451 4.7.0 Message held back: virus Eicar, try again later'],
   ['tag accepts with headers', { ...CLEAN, virus: 'Eicar' }, { virus: 'tag' }, 'tagged', undefined],
   ['two findings about one file name it once', { ...CLEAN, attachments: [EXE, { kind: 'dangerous-content', rule: 'pe', name: 'invoice.pdf.exe' }] }, {}, 'rejected', '554 5.7.0 Message refused: attachment "invoice.pdf.exe" (banned-extension .exe)'],
+  ['an unnamed part is called one', { ...CLEAN, attachments: [{ kind: 'dangerous-content', rule: 'pe', name: '' }] }, {}, 'rejected', '554 5.7.0 Message refused: unnamed attachment (pe)'],
+  ['a structure finding names no file', { ...CLEAN, attachments: [{ kind: 'malformed-mime', rule: 'too-many-parts', name: '' }] }, {}, 'rejected', '554 5.7.0 Message refused: message structure (too-many-parts)'],
   ['several findings are summarised', { ...CLEAN, attachments: [EXE, { ...EXE, name: 'b.scr', extension: 'scr' }] }, {}, 'rejected', '554 5.7.0 Message refused: attachment "invoice.pdf.exe" (banned-extension .exe) and 1 more'],
 ];
 
