@@ -47,7 +47,10 @@ export const attachmentsSchema = z
     checkClsid: z.boolean().default(true),
     /** Real types (from magic bytes) that are refused whatever the name says. */
     dangerousTypes: z.array(z.enum(DANGEROUS_TYPE_LABELS)).default([...DEFAULT_DANGEROUS_TYPES]),
-    /** Declared Content-Types refused (amavisd's sample list plus shortcuts). */
+    /**
+     * Declared Content-Types refused (amavisd's sample list plus shortcuts). `message/partial` splits a message
+     * over several mails, so no part can be checked whole (RFC 2046 §5.2.2); the reader's client reassembles it.
+     */
     bannedContentTypes: z
       .array(z.string().transform((s) => s.trim().toLowerCase()))
       .default([
@@ -56,6 +59,7 @@ export const attachmentsSchema = z
         'application/x-dosexec',
         'application/hta',
         'application/x-ms-shortcut',
+        'message/partial',
       ]),
     /** Content that contradicts its name or declared type in a risky way (e.g. `invoice.pdf` that is a PE). */
     checkTypeMismatch: z.boolean().default(true),

@@ -69,10 +69,26 @@ export const EXCLUDED_FROM_UNION: Readonly<Record<string, string>> = {
   wmz: 'media; amavisd "consider also" only',
 };
 
-/** The default: the peers' union minus the exclusions. */
-export const DEFAULT_BANNED_EXTENSIONS: readonly string[] = PEER_UNION_EXTENSIONS.filter(
-  (ext) => !Object.hasOwn(EXCLUDED_FROM_UNION, ext),
-);
+/**
+ * Added to the peers' union, with the reason: containers and installers that attacks moved to after the peers'
+ * lists were written, of the same kind as entries already banned (iso, vhd, msi).
+ */
+export const ADDED_TO_UNION: Readonly<Record<string, string>> = {
+  img: 'a disk image Windows mounts with a double click, like iso and vhd (both banned)',
+  one: 'OneNote notebook: embeds files that run on a click (the 2023 malware wave)',
+  onepkg: 'OneNote package: a cab of notebooks, as one',
+  appx: 'Windows app installer, like msi',
+  appxbundle: 'Windows app installer bundle, like msi',
+  msix: 'Windows app installer, like msi',
+  msixbundle: 'Windows app installer bundle, like msi',
+  appinstaller: 'Windows app installer descriptor: installs from a URL it names',
+};
+
+/** The default: the peers' union minus the exclusions, plus the additions, sorted. */
+export const DEFAULT_BANNED_EXTENSIONS: readonly string[] = [
+  ...PEER_UNION_EXTENSIONS.filter((ext) => !Object.hasOwn(EXCLUDED_FROM_UNION, ext)),
+  ...Object.keys(ADDED_TO_UNION),
+].sort();
 
 /**
  * Extensions that, as the last part of a name, make it an archive we may want to look into, and archive

@@ -13,7 +13,7 @@ import type { RateLimiter } from '../policy/rate-limiter.js';
 import type { RelayPolicy } from '../policy/relay-policy.js';
 import type { ClamdScanner } from '../scanner/clamd-scanner.js';
 import type { ScanResult } from '../scanner/scan-result.js';
-import { decideContentVerdict, type ContentChecks, type ContentVerdict } from '../verdict/content-verdict.js';
+import { decideContentVerdict, holdInsteadOfBounce, type ContentChecks, type ContentVerdict } from '../verdict/content-verdict.js';
 import { MessageStream } from './message-stream.js';
 
 /** Everything the filter uses, built once per config (gateway-services.ts). */
@@ -238,12 +238,15 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const m = s.message;
       if (!m) return Verdict.tempfail();
       if (m.refusal) {
-        // A local submission refused at connect or MAIL (an SMTP client never gets this far).
+        // A local submission refused at connect or MAIL (an SMTP client never gets this far). A tempfail keeps it
+        // in Postfix's queue; a rejection would be bounced (see holdInsteadOfBounce), so it is held instead.
         m.stream?.scan?.abort();
         m.stream?.inspector?.abort();
         logRefusedEnvelope(session, m);
         endMessage(s);
-        return m.refusal.verdict;
+        if (m.refusal.class !== 'reject') return m.refusal.verdict;
+        modify.quarantine(`local submission held, not bounced: ${m.refusal.rule}`);
+        return Verdict.accept;
       }
       m.stream ??= openStream(m);
       const stream = m.stream;
@@ -257,7 +260,8 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const verdictAt = performance.now();
       const scanSeconds = (verdictAt - m.scanStartedAt) / 1000;
       const checks = contentChecks(inspection, scanResult, stream.oversize, scanner !== undefined);
-      const verdict = decideContentVerdict(checks, config.actions);
+      const decided = decideContentVerdict(checks, config.actions);
+      const verdict = s.localSubmission ? holdInsteadOfBounce(decided) : decided;
 
       if (scanResult) {
         metrics.clamdScan(scanResult.type === 'failed' ? scanResult.reason : scanResult.type, scanSeconds, stream.bytes);

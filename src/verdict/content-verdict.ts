@@ -93,6 +93,23 @@ export function decideContentVerdict(checks: ContentChecks, actions: ActionsConf
   return { action: 'accept', label: 'accepted', addHeaders: headers, reasons };
 }
 
+/**
+ * The verdict for a local submission (Postfix's non_smtpd_milters). There is no SMTP client to hear a rejection:
+ * Postfix bounces the message instead, to a sender anyone on the host can forge with `sendmail -f`, and the
+ * bounce carries the refused content. So a rejection is held in Postfix's hold queue; nothing is mailed.
+ */
+export function holdInsteadOfBounce(verdict: ContentVerdict): ContentVerdict {
+  if (verdict.action !== 'reject') return verdict;
+  const refusal = verdict.reply ? `${verdict.reply.code} ${verdict.reply.text}` : 'refused';
+  return {
+    action: 'quarantine',
+    label: 'quarantined',
+    addHeaders: [],
+    quarantineReason: `local submission held, not bounced: ${refusal}`,
+    reasons: [...verdict.reasons, 'local submission: held instead of bounced'],
+  };
+}
+
 function describeAttachment(f: AttachmentFindingLike): string {
   const ext = f.extension ? ` (${f.rule} .${f.extension})` : ` (${f.rule})`;
   // Findings about the message's structure (too many parts, nesting) or an unnamed part have no file name to show.

@@ -87,6 +87,16 @@ describe('AttachmentInspector', () => {
     assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}/${f.extension ?? ''}`), ['banned-extension/banned-extension/exe']);
   });
 
+  test('a message split with message/partial is refused by its declared type, at the top or inside', async () => {
+    const zipHalf = makeZip([{ name: 'invoice.exe', data: SAMPLES.pe() }]).subarray(0, 40).toString('base64');
+    const top = Buffer.from(`From: a@example.net\r\nTo: b@example.org\r\nMIME-Version: 1.0\r\nContent-Type: message/partial; id="x@example.net"; number=1; total=2\r\n\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n${zipHalf}\r\n`);
+    const inside = message([{ headers: 'Content-Type: message/partial; id="x@example.net"; number=2; total=2\r\n', body: 'AAAA' }]);
+    for (const raw of [top, inside]) {
+      const r = await inspectMessage(raw, defaultAttachmentsConfig());
+      assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['dangerous-content/declared-type']);
+    }
+  });
+
   test('too many parts is malformed-mime', async () => {
     const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
     const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));

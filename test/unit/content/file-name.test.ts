@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_BANNED_EXTENSIONS, EXCLUDED_FROM_UNION, PEER_UNION_EXTENSIONS } from 'postfix-milter-ts/content/banned-extensions.js';
+import { ADDED_TO_UNION, DEFAULT_BANNED_EXTENSIONS, EXCLUDED_FROM_UNION, PEER_UNION_EXTENSIONS } from 'postfix-milter-ts/content/banned-extensions.js';
 import { doubleExtension, extensionsOf, hasClsid, lastExtension, normaliseFileName } from 'postfix-milter-ts/content/file-name.js';
 import { decodeEncodedWords, namesFromHeaderLines } from 'postfix-milter-ts/content/mime-names.js';
 
@@ -72,10 +72,12 @@ describe('default banned list', () => {
   test('is the 169-entry peer union minus the documented exclusions', () => {
     assert.equal(new Set(PEER_UNION_EXTENSIONS).size, 169);
     for (const ext of Object.keys(EXCLUDED_FROM_UNION)) assert.ok(PEER_UNION_EXTENSIONS.includes(ext), ext);
-    assert.equal(DEFAULT_BANNED_EXTENSIONS.length, 169 - Object.keys(EXCLUDED_FROM_UNION).length);
+    for (const ext of Object.keys(ADDED_TO_UNION)) assert.ok(!PEER_UNION_EXTENSIONS.includes(ext), ext);
+    assert.equal(DEFAULT_BANNED_EXTENSIONS.length, 169 - Object.keys(EXCLUDED_FROM_UNION).length + Object.keys(ADDED_TO_UNION).length);
+    assert.deepEqual(DEFAULT_BANNED_EXTENSIONS, [...DEFAULT_BANNED_EXTENSIONS].sort());
   });
   test('holds what all three peers ban, and none of the office/document types', () => {
-    for (const ext of ['exe', 'pif', 'scr', 'vbs', 'cpl', 'bat', 'cmd', 'com', 'js', 'lnk', 'iso', 'hta', 'vhd']) assert.ok(DEFAULT_BANNED_EXTENSIONS.includes(ext), ext);
+    for (const ext of ['exe', 'pif', 'scr', 'vbs', 'cpl', 'bat', 'cmd', 'com', 'js', 'lnk', 'iso', 'hta', 'vhd', 'img', 'one', 'msix']) assert.ok(DEFAULT_BANNED_EXTENSIONS.includes(ext), ext);
     for (const ext of ['docx', 'xlsx', 'pptx', 'pdf', 'html', 'ics', 'vcs', 'jpg', 'png', 'zip', 'emf']) assert.ok(!DEFAULT_BANNED_EXTENSIONS.includes(ext), ext);
   });
 });
