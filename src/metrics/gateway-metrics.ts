@@ -31,7 +31,8 @@ type MissingScanReason = Exclude<ScanFailureReason, ClamdScanResult>;
 const scanReasonsComplete: [MissingScanReason] extends [never] ? true : MissingScanReason = true;
 void scanReasonsComplete;
 
-export const OVERLOAD_REASONS = ['max-sessions', 'scan-queue-full', 'clamd-unavailable', 'memory-limit'] as const;
+// clamd being down is not overload: it shows in pmt_clamd_up and pmt_clamd_scans_total{result="unreachable"}.
+export const OVERLOAD_REASONS = ['max-sessions', 'scan-queue-full'] as const;
 export type OverloadReason = (typeof OVERLOAD_REASONS)[number];
 
 export const PROTOCOL_ERROR_KINDS = [

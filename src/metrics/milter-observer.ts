@@ -19,8 +19,9 @@ export function metricsObserver(metrics: GatewayMetrics, next: ServerObserver = 
     opened(sessionId, active, remote, overflow) {
       metrics.connectionAccepted();
       if (!overflow) counted.add(sessionId);
-      // The server's count is the truth; taking it on every open also heals any drift.
-      metrics.sessionOpened(active);
+      // Counted here, not taken from the server: the server counts a session until its socket closes, which comes
+      // after the session's `closed`, so a session opening in between would read one too many until the next.
+      metrics.sessionOpened(counted.size);
       next.opened?.(sessionId, active, remote, overflow);
     },
     closed(sessionId) {

@@ -51,3 +51,15 @@ test('a connection dropped when even the overflow allowance is used up does not 
   assert.equal(await value(m, 'pmt_sessions_active'), 0);
   assert.equal(await value(m, 'pmt_overload_tempfails_total', { reason: 'max-sessions' }), 1);
 });
+
+test("a session opening after another's QUIT and before its socket closes: the gauge counts sessions, not sockets", async () => {
+  const m = new GatewayMetrics({ version: '0', maxSessions: 10, defaultMetrics: false });
+  const o = metricsObserver(m);
+  o.opened?.('s1', 1, 'a', false);
+  o.closed?.('s1');
+  // The server still counts s1 (its socket has not closed yet) when s2 opens.
+  o.opened?.('s2', 2, 'b', false);
+  assert.equal(await value(m, 'pmt_sessions_active'), 1);
+  o.closed?.('s2');
+  assert.equal(await value(m, 'pmt_sessions_active'), 0);
+});
