@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { fetchOffenders, formatOffenders } from './commands/offenders.js';
 import { scanFiles } from './commands/scan.js';
 import { configureSweepQueueCommand } from './commands/sweep-queue.js';
+import { configForFile } from './config/config-text.js';
 import { ConfigError, loadConfigFile, parseConfigText } from './config/load-config.js';
 import { configOverrides, type OverrideFlags } from './config/overrides.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
@@ -109,12 +110,7 @@ withHostOptions(
     }
     const file = positional ?? opts.config;
     const config = await readConfig(file, hostFlags(opts));
-    process.stdout.write(
-      `# ${file ?? 'embedded defaults'}: valid.\n` +
-        '# Durations are shown in milliseconds and sizes in bytes. To reuse this as a config file, give\n' +
-        '# durations a unit (600000 -> 600000ms): a bare number in the file means seconds.\n' +
-        stringify(config),
-    );
+    process.stdout.write(`# ${file ?? 'embedded defaults'}: valid. The effective configuration, usable as a config file:\n${stringify(configForFile(configSchema, config))}`);
   });
 
 program

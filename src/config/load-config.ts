@@ -86,6 +86,18 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
   node[path.at(-1) as string] = value;
 }
 
+/**
+ * A key with nothing after it (`metrics:` whose keys are all commented out) is left out, so its defaults apply, as
+ * they do for a key not written at all. Inside lists nothing is dropped.
+ */
+function withoutEmptyKeys(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(withoutEmptyKeys);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = withoutEmptyKeys(v);
+  return out;
+}
+
 /** Parses YAML text and validates it; `source` names the file in messages. */
 export function parseConfigText<T extends z.ZodType>(schema: T, text: string, source: string, overrides: readonly ConfigOverride[] = []): z.output<T> {
   const counter = new LineCounter();
@@ -93,22 +105,29 @@ export function parseConfigText<T extends z.ZodType>(schema: T, text: string, so
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => `${source}:${e.linePos?.[0].line ?? 1}: YAML syntax: ${e.message.split('\n')[0] ?? ''}`));
   }
-  const value: unknown = doc.contents === null ? {} : doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.contents === null ? {} : withoutEmptyKeys(doc.toJS());
+  } catch (e) {
+    // Resolving aliases can fail after a clean parse (the yaml library's guard against alias bombs).
+    throw new ConfigError([`${source}:1: YAML: ${(e as Error).message.split('\n')[0] ?? ''}`]);
+  }
   if (overrides.length > 0 && typeof value === 'object' && value !== null && !Array.isArray(value)) {
     for (const o of overrides) setPath(value as Record<string, unknown>, o.path, o.value);
   }
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  const problems = result.error.issues.map((issue): [line: number, text: string] => {
     const override = overrides.find((o) => o.path.length <= issue.path.length && o.path.every((k, i) => String(issue.path[i]) === k));
-    if (override) return `${override.origin}: ${issue.path.map(String).join('.')}: ${describe(issue)}`;
+    if (override) return [0, `${override.origin}: ${issue.path.map(String).join('.')}: ${describe(issue)}`];
     // For unknown keys, point at the first unknown key itself.
     const path = issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined ? [...issue.path, issue.keys[0]] : issue.path;
     const keyPath = (issue.code === 'unrecognized_keys' ? issue.path : path).map(String).join('.') || '(top level)';
     const line = lineAt(counter, nodeFor(doc, path as PathKey[])) ?? 1;
-    return `${source}:${line}: ${keyPath}: ${describe(issue)}`;
+    return [line, `${source}:${line}: ${keyPath}: ${describe(issue)}`];
   });
-  throw new ConfigError(problems);
+  // In file order, as an administrator works through them.
+  throw new ConfigError(problems.sort((a, b) => a[0] - b[0]).map(([, text]) => text));
 }
 
 export async function loadConfigFile<T extends z.ZodType>(schema: T, file: string, overrides: readonly ConfigOverride[] = []): Promise<z.output<T>> {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { ConfigError, loadConfigFile, parseConfigText, type ConfigOverride } from 'postfix-milter-ts/config/load-config.js';
 import { configOverrides } from 'postfix-milter-ts/config/overrides.js';
+import { configForFile } from 'postfix-milter-ts/config/config-text.js';
 import { configSchema, DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
 import { freeLoopbackPort } from '../../harness/free-port.js';
 import { GatewayProcess } from '../../harness/gateway-process.js';
@@ -91,7 +92,8 @@ function nest(path: readonly string[], leaf: Json): Json {
   return path.reduceRight<Json>((inner, key) => ({ [key]: inner }), leaf);
 }
 
-const DEFAULTS = JSON.parse(JSON.stringify(DEFAULT_CONFIG)) as Json;
+// As a config file writes them (durations and sizes with units): the cases below are files.
+const DEFAULTS = JSON.parse(JSON.stringify(configForFile(configSchema, DEFAULT_CONFIG))) as Json;
 const SECTIONS = ['milter', 'relay', 'rateLimit', 'attachments', 'clamav', 'actions', 'metrics', 'log'];
 
 test('the cases below cover every section of the schema', () => {
@@ -150,7 +152,8 @@ const CASES: readonly Case[] = [
   ['milter', 'listen port out of range', 'milter:\n  listen: inet:127.0.0.1:70000\n', 2, 'milter.listen', /port/],
   ['milter', 'bad duration', '# comment\nmilter:\n  idleTimeout: 10 minutes\n', 3, 'milter.idleTimeout', /a duration such as 30s, 5m or 250ms/],
   ['milter', 'negative duration', 'milter:\n  shutdownGrace: -1\n', 2, 'milter.shutdownGrace', />=0/],
-  ['milter', 'duration key left empty', 'milter:\n  progressInterval:\n', 2, 'milter.progressInterval', /expected number or string, got null/],
+  ['milter', 'duration over what a timer can hold', 'milter:\n  idleTimeout: 25d\n', 2, 'milter.idleTimeout', /^at most 24d \(a bare number is seconds\)$/],
+  ['milter', 'milliseconds written as a bare number (read as seconds)', 'milter:\n  progressInterval: 5000000\n', 2, 'milter.progressInterval', /at most 24d/],
   ['milter', 'duration of the wrong type', 'milter:\n  progressInterval: true\n', 2, 'milter.progressInterval', /expected number or string, got true/],
   ['milter', 'bad size', 'milter:\n  maxPacketSize: 10X\n', 2, 'milter.maxPacketSize', /a size such as 512K, 10M or 1G/],
   ['milter', 'fractional count', 'milter:\n  maxSessions: 2.5\n', 2, 'milter.maxSessions', /int/i],
@@ -179,7 +182,7 @@ const CASES: readonly Case[] = [
   ['rateLimit', 'redis URL with another scheme', 'rateLimit:\n  store:\n    type: redis\n    url: http://127.0.0.1:6379\n', 4, 'rateLimit.store.url', /a redis:\/\/ or rediss:\/\/ URL/],
   ['rateLimit', 'bad redis fallback', 'rateLimit:\n  store:\n    type: redis\n    fallback: drop\n', 4, 'rateLimit.store.fallback', /expected one of "local"\|"tempfail"/],
   ['rateLimit', 'redis key of the memory store', 'rateLimit:\n  store:\n    type: memory\n    url: redis://x\n', 4, 'rateLimit.store', /unknown key 'url'/],
-  ['rateLimit', 'connections for authenticated clients (counted by address)', 'rateLimit:\n  authenticated:\n    connections: null\n', 3, 'rateLimit.authenticated', /unknown key 'connections'/],
+  ['rateLimit', 'connections for authenticated clients (counted by address)', 'rateLimit:\n  authenticated:\n    connections: {limit: 5}\n', 3, 'rateLimit.authenticated', /unknown key 'connections'/],
   ['rateLimit', 'too few keys', 'rateLimit:\n  maxKeys: 10\n', 2, 'rateLimit.maxKeys', />=100/],
   // attachments
   ['attachments', 'extension with a space', 'attachments:\n  bannedExtensions: [".e x e"]\n', 2, 'attachments.bannedExtensions.0', /an extension: letters, digits/],
@@ -257,6 +260,29 @@ describe('YAML that does not parse names the line', () => {
       assert.match(m[2] ?? '', expected);
     });
   }
+});
+
+test('an alias bomb is refused with the file and a line, not a crash', () => {
+  const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+  for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) lines.push(`${name}: &${name} [${Array(10).fill(`*${['a', 'b', 'c', 'd', 'e', 'f'][i]}`).join(', ')}]`);
+  const p = problems(`${lines.join('\n')}\n`);
+  assert.equal(p.length, 1, p.join('\n'));
+  assert.match(p[0] ?? '', /^gw\.yaml:1: YAML: Excessive alias count/);
+});
+
+test('a key left empty (its keys all commented out) takes its defaults, like a key not written', () => {
+  const text = 'metrics:\n  # enabled: true\n  # port: 10032\nmilter:\n  progressInterval:\n';
+  assert.deepEqual(parseConfigText(configSchema, text, 'gw.yaml'), DEFAULT_CONFIG);
+});
+
+test("check-config's effective configuration is a config file that reads back the same", () => {
+  const custom = parseConfigText(configSchema, 'milter:\n  idleTimeout: 90s\nrateLimit:\n  store:\n    type: redis\n    url: redis://127.0.0.1:6390\n    commandTimeout: 300ms\nclamav:\n  maxScanBytes: 1500K\n', 'gw.yaml');
+  for (const config of [DEFAULT_CONFIG, custom]) {
+    const text = stringify(configForFile(configSchema, config));
+    assert.deepEqual(parseConfigText(configSchema, text, 'effective.yaml'), config);
+  }
+  const shown = configForFile(configSchema, custom) as { milter: { idleTimeout: unknown }; clamav: { maxScanBytes: unknown; chunkSize: unknown } };
+  assert.deepEqual([shown.milter.idleTimeout, shown.clamav.maxScanBytes, shown.clamav.chunkSize], ['90s', '1500K', '64K']);
 });
 
 test('several mistakes in different sections are all reported, each with its own line, in file order', () => {
@@ -382,7 +408,10 @@ describe('command line', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
     assert.match(r.stdout, new RegExp(`^# ${literalPattern(good)}: valid\\.`));
-    const effective = parse(r.stdout) as typeof DEFAULT_CONFIG;
+    // Durations and sizes as a config file writes them; the whole output reads back as the same config.
+    const shown = parse(r.stdout) as { milter: { idleTimeout: unknown; maxPacketSize: unknown } };
+    assert.deepEqual([shown.milter.idleTimeout, shown.milter.maxPacketSize], ['2m', '2M']);
+    const effective = parseConfigText(configSchema, r.stdout, 'stdout');
     assert.equal(effective.milter.idleTimeout, 120_000);
     assert.equal(effective.milter.maxPacketSize, 2 * 1024 * 1024);
     assert.deepEqual(effective.relay.localDomains, ['example.com']);
@@ -397,7 +426,7 @@ describe('command line', () => {
   test('check-config without a file prints the embedded defaults; flags and environment override the file', async () => {
     const r = await cli(['check-config']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(parse(r.stdout), JSON.parse(JSON.stringify(DEFAULT_CONFIG)));
+    assert.deepEqual(parseConfigText(configSchema, r.stdout, 'stdout'), DEFAULT_CONFIG);
     const good = await file('per-host.yaml', 'milter:\n  listen: inet:127.0.0.1:10031\n');
     const o = await cli(['check-config', good, '--listen', 'unix:/run/pmt/milter.sock', '--metrics-listen', '[::1]:9999'], { CLAMD_ENDPOINTS: 'inet:127.0.0.1:3311' });
     assert.equal(o.code, 0, o.stderr);

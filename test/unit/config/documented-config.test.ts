@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseConfigText } from 'postfix-milter-ts/config/load-config.js';
+import { configForFile } from 'postfix-milter-ts/config/config-text.js';
 import { configSchema, DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
 import { literalPattern } from '../../harness/literal-pattern.js';
 
@@ -26,7 +27,7 @@ function shown(v: unknown): string {
 
 /** The README table as it must read. */
 function referenceTable(): string {
-  return ['| key | default |', '| --- | --- |', ...leaves(DEFAULT_CONFIG).map(([k, v]) => `| \`${k}\` | \`${shown(v)}\` |`)].join('\n');
+  return ['| key | default |', '| --- | --- |', ...leaves(configForFile(configSchema, DEFAULT_CONFIG)).map(([k, v]) => `| \`${k}\` | \`${shown(v)}\` |`)].join('\n');
 }
 
 test('postfix-examples/gateway.yaml is valid and states the embedded defaults', () => {
