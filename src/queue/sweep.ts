@@ -163,7 +163,8 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
   /** Queue IDs whose check could not run: earlier runs' until read again, and this run's failures. */
   const retry = new Set(previous?.retry ?? []);
   /** After a completed walk, a rerun reads only what is left to retry (not mail that arrived since). */
-  const only = previous?.walked === true ? new Set(previous.retry) : undefined;
+  const walkedBefore = previous?.walked === true;
+  const only = walkedBefore ? new Set(previous.retry) : undefined;
   /** Handed to a worker and not settled yet, or failed in this run (tried again by the next run, not this one). */
   const claimed = new Set<string>();
   const vanished = new Set<string>();
@@ -185,8 +186,8 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
     fingerprint: file.fingerprint,
     startedAt: previous?.startedAt ?? startedAt,
     updatedAt: new Date().toISOString(),
-    walked,
-    finished: walked && retry.size === 0,
+    walked: walked || walkedBefore,
+    finished: (walked || walkedBefore) && retry.size === 0,
     done: [...done],
     retry: [...retry],
     selected,

@@ -145,10 +145,16 @@ test('files clamd could not check are retried by the next run with the checkpoin
   move(dir, 'deferred/1/1C0000000002', 'active/1C0000000002');
   await put(dir, 'active/5C0000000001', message('new mail', { body: 'EICAR too' }));
   const working = await fake({ scan: { kind: 'detect' } });
+  // Stopped after one file, the retry run still leaves a checkpoint that retries (the rest), not a full sweep.
+  const partial = await sweep(dir, { checkpoint: cp, limit: '1' }, { config: withClamd(working) });
+  assert.match(partial.err, /checking again the 3 that could not be checked/);
+  assert.deepEqual(partial.out, ['1C0000000001']);
+  const between = await readJson<{ walked: boolean; finished: boolean; retry: string[] }>(cp);
+  assert.deepEqual([between.walked, between.finished, between.retry.sort()], [true, false, ['1C0000000002', '2C0000000001']]);
   const second = await sweep(dir, { checkpoint: cp }, { config: withClamd(working) });
-  assert.match(second.err, /checking again the 3 that could not be checked/);
-  assert.deepEqual(second.out, ['1C0000000001']);
-  assert.match(second.err, /done: 2 files .* in all 2 files, 1 selected, 0 errors, 0 too large to check, 0 could not be checked, 1 vanished/);
+  assert.match(second.err, /checking again the 2 that could not be checked/);
+  assert.deepEqual(second.out, ['1C0000000001'], 'replayed');
+  assert.match(second.err, /done: 1 files .* in all 2 files, 1 selected, 0 errors, 0 too large to check, 0 could not be checked, 1 vanished/);
   assert.equal(second.code, 1, second.err);
   assert.equal(working.scans.length, 2, 'the new mail was not read');
   assert.equal((await readJson<{ finished: boolean }>(cp)).finished, true);
