@@ -2,12 +2,14 @@
 // print their queue IDs, one per line, for `postfix-milter-ts sweep-queue | postsuper -d -`. Read-only.
 //
 // Selected: messages the milter's attachment or virus policy would refuse (the same checks as `scan`), OR
-// that match any --match-header/--match-sender/--match-recipient. With matchers given, clamd is not asked
-// unless --virus-scan says so (the admin knows what to look for, and clamd is the slow part); the attachment
-// policy still applies unless --matchers-only.
+// that match the matchers. Every --match-* flag repeats; matchers of one kind are alternatives, different
+// kinds must all match (--match-sender A --match-recipient B: from A and to B). With matchers given, clamd is
+// not asked unless --virus-scan says so (the admin knows what to look for, and clamd is the slow part); the
+// attachment policy still applies unless --matchers-only. A message that could not be checked (too large,
+// clamd failure) is never selected: deleting mail nobody looked at is not the sweep's call.
 //
-// Exit: 0 nothing selected, 1 something selected, 2 a file or check failed (corrupt file, clamd failure),
-// 64 bad usage, 78 invalid config, 130/143 interrupted (the checkpoint is saved first).
+// Exit statuses are listed in EXIT_CODES (shown by --help); they describe the whole sweep, earlier runs of
+// the same checkpoint included, as the output does.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -22,6 +24,24 @@ import { type Selection, type SweepProgress, SweepSetupError, sweepQueue } from 
 
 const EX_USAGE = 64;
 const EX_CONFIG = 78;
+/** Something could not be checked or read, or the sweep could not run; takes precedence over 1. */
+const EX_UNCHECKED = 2;
+
+const EXIT_CODES = `
+Matchers: every --match-* flag may be repeated. Matchers of the same kind are alternatives (any one of them),
+matchers of different kinds must all match: --match-sender A --match-sender B --match-recipient C selects
+mail from A or B that is also to C. The attachment/virus policy (unless --matchers-only) selects on its own.
+
+Exit status (for the whole sweep, earlier runs of the same --checkpoint included):
+  0    nothing selected, every file checked
+  1    messages selected (their queue IDs are on stdout), every file checked
+  2    some files could not be checked (too large to scan, clamd failure, corrupt or unreadable; named on
+       stderr, never selected), or the sweep could not run (no queue directory, clamd down, checkpoint not
+       writable); wins over 1
+  64   bad command line, or a checkpoint of a different sweep
+  78   invalid configuration file
+  130  interrupted by SIGINT (143: SIGTERM); the checkpoint is saved first
+`;
 
 export interface SweepQueueFlags {
   readonly config?: string | undefined;
@@ -31,8 +51,8 @@ export interface SweepQueueFlags {
   readonly checkpoint?: string | undefined;
   readonly checkpointEvery?: string | undefined;
   readonly matchHeader?: readonly string[] | undefined;
-  readonly matchSender?: string | undefined;
-  readonly matchRecipient?: string | undefined;
+  readonly matchSender?: readonly string[] | undefined;
+  readonly matchRecipient?: readonly string[] | undefined;
   /** true: --virus-scan, false: --no-virus-scan, undefined: neither (decided by whether matchers are given). */
   readonly virusScan?: boolean | undefined;
   readonly matchersOnly?: boolean | undefined;
@@ -101,8 +121,8 @@ export async function runSweepQueue(flags: SweepQueueFlags, config: GatewayConfi
   try {
     matchers = [
       ...(flags.matchHeader ?? []).map(parseHeaderMatcher),
-      ...(flags.matchSender !== undefined ? [parseEnvelopeMatcher('sender', flags.matchSender)] : []),
-      ...(flags.matchRecipient !== undefined ? [parseEnvelopeMatcher('recipient', flags.matchRecipient)] : []),
+      ...(flags.matchSender ?? []).map((spec) => parseEnvelopeMatcher('sender', spec)),
+      ...(flags.matchRecipient ?? []).map((spec) => parseEnvelopeMatcher('recipient', spec)),
     ];
     queues = parseQueues(flags.queues);
     concurrency = positiveInt(flags.concurrency, '--concurrency', 4, 256);
@@ -137,7 +157,8 @@ export async function runSweepQueue(flags: SweepQueueFlags, config: GatewayConfi
         io.stderr(`sweep-queue: checkpoint ${flags.checkpoint} is from a sweep that finished at ${previous.updatedAt}; starting a new sweep\n`);
         previous = undefined;
       } else if (previous) {
-        io.stderr(`sweep-queue: resuming from ${flags.checkpoint} (${previous.counts.files} files done, ${previous.selected.length} selected, stopped after ${previous.watermark ?? 'nothing'})\n`);
+        const rest = previous.walked ? `every queue walked; checking again the ${previous.retry.length} that could not be checked` : `${previous.retry.length} to check again`;
+        io.stderr(`sweep-queue: resuming from ${flags.checkpoint} (${previous.counts.files} files done, ${previous.selected.length} selected, ${rest})\n`);
       }
       checkpoint = { file: flags.checkpoint, previous, fingerprint: fp, every };
     }
@@ -155,6 +176,7 @@ export async function runSweepQueue(flags: SweepQueueFlags, config: GatewayConfi
       {
         onSelected: print,
         onProblem: (p) => {
+          // Only notes are for information; errors and unchecked files change what the output means.
           if (p.kind === 'note' && flags.quiet) return;
           io.stderr(`sweep-queue: ${p.key}: ${p.message}\n`);
         },
@@ -167,18 +189,33 @@ export async function runSweepQueue(flags: SweepQueueFlags, config: GatewayConfi
       `sweep-queue: ${end}: ${summary.filesThisRun} files in ${(summary.elapsedMs / 1000).toFixed(1)} s (${rate(summary.filesThisRun, summary.elapsedMs)}/s), ` +
         `${summary.selectedThisRun} selected` +
         (summary.replayed ? ` (+${summary.replayed} from the checkpoint)` : '') +
-        `, ${summary.errorsThisRun} errors; in all ${c.files} files, ${c.selected} selected, ${c.errors} errors, ${c.vanished} vanished, ${c.oversize} too large to check, ${c.incomplete} being written\n`,
+        `, ${summary.errorsThisRun} errors; in all ${c.files} files, ${c.selected} selected, ${c.errors} errors, ${c.oversize} too large to check, ` +
+        `${summary.retryPending} could not be checked, ${c.vanished} vanished, ${c.incomplete} being written\n`,
     );
-    if (!summary.finished && checkpoint) io.stderr(`sweep-queue: run again with --checkpoint ${checkpoint.file} to continue\n`);
-    if (summary.retryPending > 0 && checkpoint) io.stderr(`sweep-queue: ${summary.retryPending} files could not be checked; a run with the same checkpoint tries them again\n`);
+    if (c.oversize > 0) io.stderr(`sweep-queue: ${c.oversize} messages were too large to check and are NOT selected (named above): look at them yourself\n`);
+    const cpFile = checkpoint?.file;
+    if (summary.checkpointError !== undefined) {
+      io.stderr(`sweep-queue: the checkpoint was not saved (${summary.checkpointError}); a run with it will not continue from this one\n`);
+    } else if (!summary.walked && cpFile !== undefined) {
+      io.stderr(`sweep-queue: run again with --checkpoint ${cpFile} to continue\n`);
+    }
+    if (summary.retryPending > 0) {
+      const how =
+        cpFile === undefined
+          ? 'sweep again once the cause is fixed (with --checkpoint, a second run checks just those)'
+          : summary.walked && summary.checkpointError === undefined
+            ? `run again with --checkpoint ${cpFile} to check just those`
+            : 'the run that continues the sweep checks them again';
+      io.stderr(`sweep-queue: ${summary.retryPending} files could not be checked and are NOT selected (named above); ${how}\n`);
+    }
     if (summary.selectedInMaildrop > 0) io.stderr(`sweep-queue: ${summary.selectedInMaildrop} selected messages are in the maildrop queue: delete those with \`postsuper -d - maildrop\`\n`);
     if (summary.interrupted) return 128 + (io.signal?.reason === 'SIGTERM' ? 15 : 2);
-    if (summary.errorsThisRun > 0) return 2;
+    if (summary.checkpointError !== undefined || c.errors > 0 || c.oversize > 0 || summary.retryPending > 0) return EX_UNCHECKED;
     return summary.selectedThisRun + summary.replayed > 0 ? 1 : 0;
   } catch (e) {
     if (e instanceof SweepSetupError || e instanceof CheckpointError) {
       io.stderr(`postfix-milter-ts sweep-queue: ${e.message}\n`);
-      return 2;
+      return EX_UNCHECKED;
     }
     throw e;
   }
@@ -203,25 +240,26 @@ async function readConfig(file: string | undefined, clamd: readonly string[] | u
 export function configureSweepQueueCommand(cmd: Command): Command {
   return cmd
     .description(
-      'find bad messages in the Postfix queue (read-only): prints the queue IDs the attachment/virus policy would refuse or a matcher selects, ' +
-        'for `| postsuper -d -`. Exit 0 none, 1 some selected, 2 on errors',
+      'find bad messages in the Postfix queue (read-only): prints the queue IDs the attachment/virus policy would refuse or the matchers select, ' +
+        'for `| postsuper -d -`. Exit 0 none, 1 some selected, 2 some files not checked (see below)',
     )
     .option('-c, --config <file>', 'YAML config file (attachments, clamav, actions sections)')
     .addOption(new Option('--clamd <endpoint>', 'clamd endpoint, repeatable (env CLAMD_ENDPOINTS)').argParser(collect))
     .option('--queue-dir <dir>', "Postfix's queue directory (default: `postconf -h queue_directory`)")
     .option('--queues <list>', `comma-separated queues to read, in this order (default: ${QUEUE_NAMES.join(',')})`)
-    .option('--checkpoint <file>', 'record progress here (atomically) and resume from it after an interruption')
+    .option('--checkpoint <file>', 'record the queue IDs done here (atomically): a run with the same file continues an interrupted sweep, or checks again just the files that could not be checked')
     .option('--checkpoint-every <n>', 'write the checkpoint every N files (default 1000)')
     .addOption(new Option('--match-header <spec>', "select messages with this header, e.g. 'Subject:/invoice [0-9]+/i' (repeatable)").argParser(collect))
-    .option('--match-sender <regex>', 'select messages whose envelope sender matches (case-insensitive; ^$ is the null sender)')
-    .option('--match-recipient <regex>', 'select messages with an envelope recipient that matches (case-insensitive)')
+    .addOption(new Option('--match-sender <regex>', 'select messages whose envelope sender matches, case-insensitive; ^$ is the null sender (repeatable)').argParser(collect))
+    .addOption(new Option('--match-recipient <regex>', 'select messages with an envelope recipient that matches, case-insensitive (repeatable)').argParser(collect))
     .option('--virus-scan', 'ask clamd even when matchers are given')
     .option('--no-virus-scan', 'do not ask clamd (attachment policy and matchers only); the default when matchers are given')
     .option('--matchers-only', 'select by the matchers alone: no attachment or virus policy')
     .option('--concurrency <n>', 'queue files checked at once (default 4)')
     .option('--limit <n>', 'stop after N queue files (continue later with --checkpoint)')
     .option('--json', 'one JSON object per selected message (id, queue, sender, recipients, subject, reasons) instead of bare queue IDs')
-    .option('-q, --quiet', 'no progress or notes on stderr (errors and the summary still)')
+    .option('-q, --quiet', 'no progress or notes on stderr (errors, files not checked and the summary still)')
+    .addHelpText('after', EXIT_CODES)
     .action(async (opts: SweepQueueFlags & { config?: string; clamd?: string[] }) => {
       const config = await readConfig(opts.config, opts.clamd);
       if (typeof config === 'number') {

@@ -1,11 +1,14 @@
-// The sweep's checkpoint: where an interrupted sweep stopped, so the next run with the same file skips what
-// is done. Written atomically (temp file, fsync, rename) so a crash or kill leaves the old or the new one,
-// never half of one.
+// The sweep's checkpoint: what an interrupted sweep has done, so the next run with the same file does only the
+// rest. Written atomically (temp file, fsync, rename) so a crash or kill leaves the old or the new one, never
+// half of one.
 //
-// Progress is a watermark (every queue file at or before this key, in walk order, is done) plus the few keys
-// after it that finished while an earlier one was still in flight. Files whose check could not run (clamd
-// down) are listed under `retry` and tried again on resume. Selected queue IDs are kept so a resumed run
-// prints the complete list again (for `| postsuper -d -`).
+// Progress is the set of queue IDs done, not paths: Postfix moves a message between queues (maildrop →
+// incoming → active → deferred, back to active on retry, to and from hold) under the same ID, so a path
+// position would skip a message that moved behind it. 120,000 IDs are about 2 MB of JSON. Counts change in
+// the same step as `done`, so a checkpoint taken with files in flight neither counts nor skips those files.
+// IDs whose check could not run (clamd down) are under `retry`; once the queues are walked (`walked`), a run
+// with the file checks just those. Selected and too-large IDs are kept so a resumed run reports the whole
+// sweep again (its output alone feeds `| postsuper -d -`).
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 
 export interface CheckpointSelection {
@@ -13,28 +16,43 @@ export interface CheckpointSelection {
   readonly key: string;
 }
 
+/** A message that was not checked because it is too large to scan: never selected, reported by ID. */
+export interface CheckpointUnchecked {
+  readonly id: string;
+  readonly key: string;
+  readonly reason: string;
+}
+
 export interface CheckpointCounts {
+  /** Queue files read to a final outcome (checked, corrupt, or too large to check). */
   files: number;
   selected: number;
+  /** Corrupt or unreadable files and unreadable directories. */
   errors: number;
   vanished: number;
+  /** Files still being written (incoming/maildrop without the owner execute bit) when the run ended. */
   incomplete: number;
+  /** Too large to check (clamav.maxScanBytes, or clamd refused the size): not checked, not selected. */
   oversize: number;
   bytes: number;
 }
 
 export interface Checkpoint {
-  readonly version: 1;
+  readonly version: 2;
   /** Identifies the sweep (queue dir, queues, matchers, virus scan); a different sweep refuses the file. */
   readonly fingerprint: string;
   readonly startedAt: string;
   readonly updatedAt: string;
-  /** The sweep walked every queue to the end. */
+  /** Every queue was walked and listed again until no new queue ID turned up; what is left is `retry`. */
+  readonly walked: boolean;
+  /** Walked and nothing left to retry: a run with this file starts a new sweep. */
   readonly finished: boolean;
-  readonly watermark: string | null;
-  readonly doneAfter: readonly string[];
+  /** Queue IDs read to a final outcome. */
+  readonly done: readonly string[];
+  /** Queue IDs whose check could not run; not in `done`. */
   readonly retry: readonly string[];
   readonly selected: readonly CheckpointSelection[];
+  readonly unchecked: readonly CheckpointUnchecked[];
   readonly counts: CheckpointCounts;
 }
 
@@ -61,7 +79,10 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint | undefin
   } catch (e) {
     throw new CheckpointError(`checkpoint ${file} is not valid JSON (${(e as Error).message}); delete it to start over`);
   }
-  if (!isCheckpoint(value)) throw new CheckpointError(`checkpoint ${file} is not a queue sweep checkpoint of version 1; delete it to start over`);
+  if (value !== null && typeof value === 'object' && (value as Record<string, unknown>)['version'] === 1) {
+    throw new CheckpointError(`checkpoint ${file} is from an earlier sweep-queue that recorded paths, not queue IDs; delete it to start over`);
+  }
+  if (!isCheckpoint(value)) throw new CheckpointError(`checkpoint ${file} is not a queue sweep checkpoint of version 2; delete it to start over`);
   return value;
 }
 
@@ -69,38 +90,54 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
 
+function isObjectArray(v: unknown, keys: readonly string[]): boolean {
+  return Array.isArray(v) && v.every((s) => s !== null && typeof s === 'object' && keys.every((k) => typeof (s as Record<string, unknown>)[k] === 'string'));
+}
+
 function isCheckpoint(v: unknown): v is Checkpoint {
   if (v === null || typeof v !== 'object') return false;
   const c = v as Record<string, unknown>;
   const counts = c['counts'] as Record<string, unknown> | null | undefined;
   return (
-    c['version'] === 1 &&
+    c['version'] === 2 &&
     typeof c['fingerprint'] === 'string' &&
     typeof c['startedAt'] === 'string' &&
+    typeof c['walked'] === 'boolean' &&
     typeof c['finished'] === 'boolean' &&
-    (c['watermark'] === null || typeof c['watermark'] === 'string') &&
-    isStringArray(c['doneAfter']) &&
+    isStringArray(c['done']) &&
     isStringArray(c['retry']) &&
-    Array.isArray(c['selected']) &&
-    (c['selected'] as unknown[]).every((s) => s !== null && typeof s === 'object' && typeof (s as Record<string, unknown>)['id'] === 'string' && typeof (s as Record<string, unknown>)['key'] === 'string') &&
+    isObjectArray(c['selected'], ['id', 'key']) &&
+    isObjectArray(c['unchecked'], ['id', 'key', 'reason']) &&
     counts !== null &&
     typeof counts === 'object' &&
     ['files', 'selected', 'errors', 'vanished', 'incomplete', 'oversize', 'bytes'].every((k) => typeof counts[k] === 'number')
   );
 }
 
-/** Replaces `file` atomically with `checkpoint`. */
+/** Why a write failed, in words a person can act on (the temp file's name would only confuse). */
+function writeFailure(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'its directory does not exist';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EROFS') return 'read-only file system';
+  if (code === 'ENOSPC') return 'no space left on the device';
+  return (e as Error).message;
+}
+
+/** Replaces `file` atomically with `checkpoint`. Throws CheckpointError with the reason. */
 export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(`${JSON.stringify(checkpoint)}\n`);
-    await fh.sync();
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(`${JSON.stringify(checkpoint)}\n`);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
   } catch (e) {
-    await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw new CheckpointError(`cannot write the checkpoint ${file}: ${writeFailure(e)}`);
   }
-  await fh.close();
-  await rename(tmp, file);
 }

@@ -1,7 +1,9 @@
 // Header and envelope matchers of the queue sweep: `--match-header 'Subject:/invoice \d+/i'`,
-// `--match-sender REGEX`, `--match-recipient REGEX`. Header values are unfolded and matched both as
-// stored and with RFC 2047 encoded words decoded (outbreak subjects are often encoded). A bare regex
-// (without slashes) is case-insensitive, like Postfix's header_checks.
+// `--match-sender REGEX`, `--match-recipient REGEX`, each repeatable. Matchers of one kind are alternatives,
+// kinds combine with AND: `--match-sender A --match-recipient B` means "from A and to B", never "from A or
+// to anyone at B" (that reading once emptied a queue through `| postsuper -d -`). Header values are unfolded
+// and matched both as stored and with RFC 2047 encoded words decoded (outbreak subjects are often encoded).
+// A bare regex (without slashes) is case-insensitive, like Postfix's header_checks.
 
 export class MatcherSyntaxError extends Error {
   override readonly name = 'MatcherSyntaxError';
@@ -106,25 +108,38 @@ export interface MatchInput {
   readonly headers: readonly HeaderField[];
 }
 
-/** The matchers that matched, as reasons such as `header Subject:/x/ matched "…"`. */
+/** The matcher kinds in the order reasons are given. */
+const KINDS = ['header', 'sender', 'recipient'] as const;
+
+/** The reason `m` matches `input`, or undefined. */
+function matchOne(m: Matcher, input: MatchInput): string | undefined {
+  if (m.kind === 'header') {
+    for (const f of input.headers) {
+      if (f.name.toLowerCase() !== m.field) continue;
+      const decoded = decodeEncodedWords(f.value);
+      if (m.regex.test(f.value) || (decoded !== f.value && m.regex.test(decoded))) return `header ${f.name}: ${JSON.stringify(decoded.slice(0, 200))} matches ${m.spec}`;
+    }
+    return undefined;
+  }
+  if (m.kind === 'sender') {
+    return input.sender !== undefined && m.regex.test(input.sender) ? `sender ${JSON.stringify(input.sender)} matches ${m.spec}` : undefined;
+  }
+  const hit = input.recipients.find((r) => m.regex.test(r));
+  return hit !== undefined ? `recipient ${JSON.stringify(hit)} matches ${m.spec}` : undefined;
+}
+
+/**
+ * Whether the message matches: for every kind of matcher given (header, sender, recipient) at least one
+ * of that kind matches. Returns the reasons (every matcher that matched), or [] when it does not match.
+ */
 export function applyMatchers(matchers: readonly Matcher[], input: MatchInput): string[] {
   const reasons: string[] = [];
-  for (const m of matchers) {
-    if (m.kind === 'sender') {
-      if (input.sender !== undefined && m.regex.test(input.sender)) reasons.push(`sender ${JSON.stringify(input.sender)} matches ${m.spec}`);
-    } else if (m.kind === 'recipient') {
-      const hit = input.recipients.find((r) => m.regex.test(r));
-      if (hit !== undefined) reasons.push(`recipient ${JSON.stringify(hit)} matches ${m.spec}`);
-    } else if (m.kind === 'header') {
-      for (const f of input.headers) {
-        if (f.name.toLowerCase() !== m.field) continue;
-        const decoded = decodeEncodedWords(f.value);
-        if (m.regex.test(f.value) || (decoded !== f.value && m.regex.test(decoded))) {
-          reasons.push(`header ${f.name}: ${JSON.stringify(decoded.slice(0, 200))} matches ${m.spec}`);
-          break;
-        }
-      }
-    }
+  for (const kind of KINDS) {
+    const ofKind = matchers.filter((m) => m.kind === kind);
+    if (ofKind.length === 0) continue;
+    const hits = ofKind.map((m) => matchOne(m, input)).filter((r) => r !== undefined);
+    if (hits.length === 0) return [];
+    reasons.push(...hits);
   }
   return reasons;
 }

@@ -1,6 +1,6 @@
 // Walks Postfix queue directories in a fixed order: the queues in the order given, and inside each queue the
-// (hashed) subdirectories and files sorted by name, depth first. The order is total and stable, so a
-// checkpoint can say "everything up to here is done" with one position (a watermark).
+// (hashed) subdirectories and files sorted by name, depth first. The order is total and stable (progress
+// shows where a sweep is); it is not a record of what is done, since Postfix moves files between queues.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 

@@ -2,16 +2,23 @@
 // attachment and virus policies (the same `checkMessage` as `scan`) and the header/envelope matchers, and
 // reports the queue IDs of the messages selected. Bounded concurrency, bounded memory (content beyond
 // clamav.maxScanBytes is not read), resumable through a checkpoint.
+//
+// Messages are known by queue ID, not path: Postfix moves them between queues while we read. After the walk
+// the queues are listed again (a few times at most) and IDs not seen yet are read, so a message that moved
+// behind the walk is still checked, once.
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkMessage } from '../commands/scan.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { ClamdScanner } from '../scanner/clamd-scanner.js';
-import { type Checkpoint, type CheckpointCounts, type CheckpointSelection, emptyCounts, saveCheckpoint } from './checkpoint.js';
+import { type Checkpoint, CheckpointError, type CheckpointCounts, type CheckpointSelection, type CheckpointUnchecked, emptyCounts, saveCheckpoint } from './checkpoint.js';
 import { type HeaderField, type Matcher, applyMatchers, decodeEncodedWords, parseHeaderFields } from './matchers.js';
 import { readQueueFile } from './queue-file.js';
 import { QueueFileError, type RandomAccess } from './record.js';
-import { type QueueEntry, type QueueName, makeKeyComparator, walkQueues } from './queue-walker.js';
+import { type QueueEntry, type QueueName, walkQueues } from './queue-walker.js';
+
+/** Listings of the queues after the walk, at most: each one that found something to read earns another. */
+const MAX_RELISTS = 4;
 
 export interface SweepOptions {
   readonly queueDir: string;
@@ -49,8 +56,11 @@ export interface Selection {
 
 export interface SweepProblem {
   readonly key: string;
-  /** `error`: corrupt or unreadable (counted, not retried); `retry`: a check could not run, retried on resume. */
-  readonly kind: 'error' | 'retry' | 'note';
+  /**
+   * `error`: corrupt or unreadable (counted, not retried); `retry`: the check could not run (a run with the
+   * checkpoint tries again); `unchecked`: too large to check, so not selected; `note`: for information.
+   */
+  readonly kind: 'error' | 'retry' | 'unchecked' | 'note';
   readonly message: string;
 }
 
@@ -75,10 +85,14 @@ export interface SweepSummary extends SweepProgress {
   readonly interrupted: boolean;
   /** Stopped by --limit before the end. */
   readonly limited: boolean;
-  /** Walked to the end of every queue. */
+  /** Walked every queue and listed them again until nothing new turned up. */
+  readonly walked: boolean;
+  /** Walked, and no file is left to retry. */
   readonly finished: boolean;
-  /** Files whose check could not run and which a resumed sweep will retry. */
+  /** Files whose check could not run (not selected); a run with the checkpoint tries them again. */
   readonly retryPending: number;
+  /** The last checkpoint write failed with this reason: a rerun does not continue from this run. */
+  readonly checkpointError: string | undefined;
   readonly replayed: number;
   readonly errorsThisRun: number;
   readonly selectedThisRun: number;
@@ -90,57 +104,22 @@ export class SweepSetupError extends Error {
   override readonly name = 'SweepSetupError';
 }
 
-type Outcome = 'done' | 'retry';
-
-/** Tracks which issued keys are settled, to advance the watermark in walk order. */
-class ProgressTracker {
-  readonly #pending: { key: string; outcome: Outcome | undefined }[] = [];
-  readonly #byKey = new Map<string, { key: string; outcome: Outcome | undefined }>();
-  readonly #compare: (a: string, b: string) => number;
-  watermark: string | null;
-  /** Settled keys after the watermark from an earlier run (the walker skips them). */
-  #carried: string[];
-  readonly retry = new Set<string>();
-
-  constructor(previous: Checkpoint | undefined, compare: (a: string, b: string) => number) {
-    this.#compare = compare;
-    this.watermark = previous?.watermark ?? null;
-    this.#carried = [...(previous?.doneAfter ?? [])];
-    for (const k of previous?.retry ?? []) this.retry.add(k);
-  }
-
-  get carried(): ReadonlySet<string> {
-    return new Set(this.#carried);
-  }
-
-  issue(key: string): void {
-    const item = { key, outcome: undefined };
-    this.#pending.push(item);
-    this.#byKey.set(key, item);
-  }
-
-  settle(key: string, outcome: Outcome): void {
-    if (outcome === 'retry') this.retry.add(key);
-    else this.retry.delete(key);
-    const item = this.#byKey.get(key);
-    if (item === undefined) return; // a retried key from an earlier run: it is behind the watermark already
-    item.outcome = outcome;
-    while (this.#pending[0]?.outcome !== undefined) {
-      const done = this.#pending.shift();
-      if (done === undefined) break;
-      this.#byKey.delete(done.key);
-      this.watermark = done.key;
-    }
-  }
-
-  /** Settled keys beyond the watermark. */
-  doneAfter(): string[] {
-    const w = this.watermark;
-    const carried = w === null ? this.#carried : this.#carried.filter((k) => this.#compare(k, w) > 0);
-    this.#carried = carried;
-    return [...carried, ...this.#pending.filter((p) => p.outcome !== undefined).map((p) => p.key)];
-  }
-}
+/** What became of one queue file. Counts change only when it is settled, together with the done set. */
+type Outcome =
+  /** Read and checked; selected when `selection` is set. */
+  | { readonly kind: 'checked'; readonly bytes: number; readonly selection?: Omit<Selection, 'id' | 'queue' | 'key'> }
+  /** Corrupt or unreadable: an error, not tried again. `bytes` when it was opened. */
+  | { readonly kind: 'error'; readonly bytes: number | undefined; readonly message: string }
+  /** Too large to check: done, never selected, always reported. */
+  | { readonly kind: 'too-large'; readonly bytes: number; readonly message: string }
+  /** The check could not run (clamd failure, read error): not done; the next run with the checkpoint tries again. */
+  | { readonly kind: 'failed'; readonly message: string }
+  /** Gone before it was opened: delivered, deleted, or moved (the next listing finds it at its new place). */
+  | { readonly kind: 'vanished' }
+  /** Still being written (incoming/maildrop without the owner execute bit). */
+  | { readonly kind: 'incomplete' }
+  /** Our own interruption cut the check short. */
+  | { readonly kind: 'aborted' };
 
 function fileSource(fh: FileHandle, size: number): RandomAccess {
   return { size, read: async (target, length, position) => (await fh.read(target, 0, length, position)).bytesRead };
@@ -175,19 +154,55 @@ async function checkQueueDirectory(queueDir: string, queues: readonly QueueName[
 export async function sweepQueue(options: SweepOptions, events: SweepEvents): Promise<SweepSummary> {
   await checkQueueDirectory(options.queueDir, options.queues);
   const started = performance.now();
-  const compare = makeKeyComparator(options.queues);
+  const startedAt = new Date().toISOString();
   const previous = options.checkpoint?.previous;
   const counts: CheckpointCounts = previous ? { ...previous.counts } : emptyCounts();
-  const tracker = new ProgressTracker(previous, compare);
+  const vanishedBefore = counts.vanished;
+  /** Queue IDs read to a final outcome, in this run and earlier runs of the checkpoint. */
+  const done = new Set(previous?.done ?? []);
+  /** Queue IDs whose check could not run: earlier runs' until read again, and this run's failures. */
+  const retry = new Set(previous?.retry ?? []);
+  /** After a completed walk, a rerun reads only what is left to retry (not mail that arrived since). */
+  const walkedBefore = previous?.walked === true;
+  const only = walkedBefore ? new Set(previous.retry) : undefined;
+  /** Handed to a worker and not settled yet, or failed in this run (tried again by the next run, not this one). */
+  const claimed = new Set<string>();
+  const vanished = new Set<string>();
+  const incomplete = new Set<string>();
   const selected: CheckpointSelection[] = [...(previous?.selected ?? [])];
-  const selectedKeys = new Set(selected.map((s) => s.key));
+  const selectedIds = new Set(selected.map((s) => s.id));
+  const unchecked: CheckpointUnchecked[] = [...(previous?.unchecked ?? [])];
   let filesThisRun = 0;
   let at: string | undefined;
   let limited = false;
-  let walkedToEnd = false;
+  let walked = false;
   let selectedInMaildrop = 0;
   let errorsThisRun = 0;
   let selectedThisRun = 0;
+
+  const totals = (): CheckpointCounts => ({ ...counts, vanished: vanishedBefore + vanished.size, incomplete: incomplete.size });
+  const snapshot = (file: { readonly fingerprint: string }): Checkpoint => ({
+    version: 2,
+    fingerprint: file.fingerprint,
+    startedAt: previous?.startedAt ?? startedAt,
+    updatedAt: new Date().toISOString(),
+    walked: walked || walkedBefore,
+    finished: (walked || walkedBefore) && retry.size === 0,
+    done: [...done],
+    retry: [...retry],
+    selected,
+    unchecked,
+    counts: totals(),
+  });
+
+  // A checkpoint that cannot be written would make every "run again to continue" a lie: find out now.
+  if (options.checkpoint) {
+    try {
+      await saveCheckpoint(options.checkpoint.file, snapshot(options.checkpoint));
+    } catch (e) {
+      throw new CheckpointError(`${(e as Error).message}; nothing was swept. Give --checkpoint a file in a directory you can write to`);
+    }
+  }
 
   const scanner = options.contentChecks && options.virusScan ? new ClamdScanner(options.config.clamav) : undefined;
   if (scanner) {
@@ -201,46 +216,43 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
   const onAbort = (): void => scanner?.close();
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  // Messages selected by an earlier run of this checkpoint are printed again, so the output is complete.
+  const tooLarge = (id: string, reason: string, earlier = ''): string => `queue ID ${id} NOT CHECKED, so not selected: ${reason}${earlier}; look at it yourself (postcat -q ${id})`;
+  // What an earlier run of this checkpoint found is reported again, so this run's output is complete.
   for (const s of selected) {
     if (s.key.startsWith('maildrop/')) selectedInMaildrop++;
     events.onSelected({ id: s.id, queue: s.key.split('/')[0] ?? '', key: s.key, replayed: true, reasons: ['selected by an earlier run of this checkpoint'] });
   }
+  for (const u of unchecked) events.onProblem({ key: u.key, kind: 'unchecked', message: tooLarge(u.id, u.reason, ' (found by an earlier run of this checkpoint)') });
   const replayed = selected.length;
 
   // Checkpoint writes: one at a time; a request during a write schedules one more.
   let saving: Promise<void> | undefined;
   let saveAgain = false;
   let sinceSave = 0;
-  const snapshot = (finished: boolean): Checkpoint | undefined =>
-    options.checkpoint && {
-      version: 1,
-      fingerprint: options.checkpoint.fingerprint,
-      startedAt: previous?.startedAt ?? new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-      finished,
-      watermark: tracker.watermark,
-      doneAfter: tracker.doneAfter(),
-      retry: [...tracker.retry],
-      selected,
-      counts: { ...counts },
-    };
-  const save = (finished = false): Promise<void> => {
-    if (!options.checkpoint) return Promise.resolve();
+  let checkpointError: string | undefined;
+  const save = (): Promise<void> => {
+    const cp = options.checkpoint;
+    if (!cp) return Promise.resolve();
     if (saving) {
       saveAgain = true;
       return saving;
     }
-    const cp = snapshot(finished);
-    if (!cp) return Promise.resolve();
-    const file = options.checkpoint.file;
-    saving = saveCheckpoint(file, cp)
-      .catch((e: unknown) => events.onProblem({ key: file, kind: 'note', message: `cannot write the checkpoint: ${(e as Error).message}` }))
+    saving = saveCheckpoint(cp.file, snapshot(cp))
+      .then(
+        () => {
+          checkpointError = undefined;
+        },
+        (e: unknown) => {
+          const message = (e as Error).message;
+          if (message !== checkpointError) events.onProblem({ key: 'checkpoint', kind: 'error', message });
+          checkpointError = message;
+        },
+      )
       .finally(() => {
         saving = undefined;
         if (saveAgain) {
           saveAgain = false;
-          void save(finished);
+          void save();
         }
       });
     return saving;
@@ -249,8 +261,8 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
   const select = (entry: QueueEntry, s: Omit<Selection, 'id' | 'queue' | 'key'>): void => {
     counts.selected++;
     selectedThisRun++;
-    if (!selectedKeys.has(entry.key)) {
-      selectedKeys.add(entry.key);
+    if (!selectedIds.has(entry.id)) {
+      selectedIds.add(entry.id);
       selected.push({ id: entry.id, key: entry.key });
     }
     if (entry.queue === 'maildrop') selectedInMaildrop++;
@@ -265,38 +277,21 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
       fh = await open(entry.path, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        counts.vanished++; // delivered or moved meanwhile
-        return 'done';
-      }
-      counts.errors++;
-      errorsThisRun++;
-      events.onProblem({ key: entry.key, kind: 'error', message: `cannot open: ${code ?? (e as Error).message}` });
-      return 'done';
+      if (code === 'ENOENT') return { kind: 'vanished' };
+      return { kind: 'error', bytes: undefined, message: `cannot open: ${code ?? (e as Error).message}` };
     }
     let message;
-    let fileSize = 0;
+    let bytes = 0;
     try {
       const st = await fh.stat();
-      if (!st.isFile()) return 'done';
+      if (!st.isFile()) return { kind: 'vanished' };
       // cleanup and postdrop set the owner execute bit when a file is complete; until then it is being written.
-      if ((entry.queue === 'incoming' || entry.queue === 'maildrop') && (st.mode & STAT_EXEC_OWNER) === 0) {
-        counts.incomplete++;
-        return 'retry';
-      }
-      counts.files++;
-      fileSize = st.size;
-      counts.bytes += fileSize;
+      if ((entry.queue === 'incoming' || entry.queue === 'maildrop') && (st.mode & STAT_EXEC_OWNER) === 0) return { kind: 'incomplete' };
+      bytes = st.size;
       message = await readQueueFile(fileSource(fh, st.size), { maxContentBytes: maxContent });
     } catch (e) {
-      counts.errors++;
-      errorsThisRun++;
-      if (e instanceof QueueFileError) {
-        events.onProblem({ key: entry.key, kind: 'error', message: `corrupt queue file: ${e.message}` });
-        return 'done';
-      }
-      events.onProblem({ key: entry.key, kind: 'retry', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
-      return 'retry';
+      if (e instanceof QueueFileError) return { kind: 'error', bytes, message: `corrupt queue file: ${e.message}` };
+      return { kind: 'failed', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
     } finally {
       await fh.close().catch(() => undefined);
     }
@@ -321,71 +316,135 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
         recipients: [...message.recipients, ...message.deliveredRecipients],
         headers: fields(),
       });
-      if (reasons.length > 0) {
-        // One reason is enough to select: the content checks (the slow part) are skipped.
-        select(entry, { ...details(), reasons });
-        return 'done';
-      }
+      // A match is enough to select: the content checks (the slow part) are skipped.
+      if (reasons.length > 0) return { kind: 'checked', bytes, selection: { ...details(), reasons } };
     }
-    if (!options.contentChecks) return 'done';
+    if (!options.contentChecks) return { kind: 'checked', bytes };
     if (message.content === undefined) {
-      counts.oversize++;
-      events.onProblem({ key: entry.key, kind: 'note', message: `${message.contentSize} bytes, more than clamav.maxScanBytes (${options.config.clamav.maxScanBytes}): not checked` });
-      return 'done';
+      return { kind: 'too-large', bytes, message: `${message.contentSize} bytes of content, more than clamav.maxScanBytes (${options.config.clamav.maxScanBytes})` };
     }
     const check = await checkMessage(message.content, options.config, scanner);
-    if (check.findingsVerdict.action !== 'accept') {
-      select(entry, { ...details(), verdict: check.findingsVerdict.label, reasons: check.findingsVerdict.reasons });
-      return 'done';
-    }
+    if (check.findingsVerdict.action !== 'accept') return { kind: 'checked', bytes, selection: { ...details(), verdict: check.findingsVerdict.label, reasons: check.findingsVerdict.reasons } };
     if (check.failures.length > 0) {
-      if (options.signal?.aborted === true) {
-        // Our own interruption cut the scan short: not an error, and not done (the next run reads it again).
-        counts.files--;
-        counts.bytes -= fileSize;
-        return 'retry';
-      }
-      counts.errors++;
-      errorsThisRun++;
-      events.onProblem({ key: entry.key, kind: 'retry', message: `could not be checked: ${check.failures.map((f) => `${f.check}: ${f.reason}: ${f.detail}`).join('; ')}` });
-      return 'retry';
+      // Our own interruption cut the scan short: not an error, and not done (the next run reads it again).
+      if (options.signal?.aborted === true) return { kind: 'aborted' };
+      return { kind: 'failed', message: check.failures.map((f) => `${f.check}: ${f.reason}: ${f.detail}`).join('; ') };
     }
-    return 'done';
+    if (check.oversize) {
+      return {
+        kind: 'too-large',
+        bytes,
+        message: `clamd refused to scan its ${message.contentSize} bytes (clamd's StreamMaxLength is smaller: raise it in clamd.conf, keeping clamav.maxScanBytes at most that)`,
+      };
+    }
+    return { kind: 'checked', bytes };
   }
 
-  // Files to read: first those an earlier run could not check, then the walk from the watermark on.
-  const carried = tracker.carried;
-  const retryFirst = [...tracker.retry];
+  // Between listings the generator waits for every file in flight, so a file that vanished (moved) is known
+  // before the queues are listed again.
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
+  const idle = (): Promise<void> => (inFlight === 0 ? Promise.resolve() : new Promise((r) => (onIdle = r)));
+  /** Set when a file of the current listing came to anything but "still being written": worth another listing. */
+  let progressed = false;
+
+  function settle(entry: QueueEntry, outcome: Outcome): void {
+    const id = entry.id;
+    claimed.delete(id);
+    switch (outcome.kind) {
+      case 'checked':
+      case 'error':
+      case 'too-large':
+        done.add(id);
+        retry.delete(id);
+        vanished.delete(id);
+        incomplete.delete(id);
+        progressed = true;
+        if (outcome.bytes !== undefined) {
+          counts.files++;
+          counts.bytes += outcome.bytes;
+          filesThisRun++;
+        }
+        if (outcome.kind === 'checked' && outcome.selection) select(entry, outcome.selection);
+        if (outcome.kind === 'error') {
+          counts.errors++;
+          errorsThisRun++;
+          events.onProblem({ key: entry.key, kind: 'error', message: outcome.message });
+        }
+        if (outcome.kind === 'too-large') {
+          counts.oversize++;
+          unchecked.push({ id, key: entry.key, reason: outcome.message });
+          events.onProblem({ key: entry.key, kind: 'unchecked', message: tooLarge(id, outcome.message) });
+        }
+        break;
+      case 'failed':
+        claimed.add(id);
+        retry.add(id);
+        progressed = true;
+        events.onProblem({ key: entry.key, kind: 'retry', message: `could not be checked: ${outcome.message}` });
+        break;
+      case 'vanished':
+        vanished.add(id);
+        progressed = true;
+        break;
+      case 'incomplete':
+        incomplete.add(id);
+        break;
+      case 'aborted':
+        break;
+    }
+    if (--inFlight === 0 && onIdle) {
+      const resolveIdle = onIdle;
+      onIdle = undefined;
+      resolveIdle();
+    }
+  }
+
+  const reportedDirs = new Set<string>();
+  const aborted = (): boolean => options.signal?.aborted === true;
+  // The walk, then listings again until one finds nothing to read (or MAX_RELISTS): a message that moved
+  // behind the walk (active → deferred) is read at its new place. Skipped by ID: done, or taken already.
   async function* entries(): AsyncGenerator<QueueEntry> {
-    for (const key of retryFirst) {
-      const parts = key.split('/');
-      const queue = parts[0] as QueueName;
-      if (!options.queues.includes(queue)) continue;
-      yield { queue, key, path: join(options.queueDir, key), id: parts[parts.length - 1] ?? key };
+    for (let listing = 0; ; listing++) {
+      progressed = false;
+      for await (const e of walkQueues({
+        queueDir: options.queueDir,
+        queues: options.queues,
+        onProblem: (p) => {
+          if (reportedDirs.has(p.path)) return;
+          reportedDirs.add(p.path);
+          counts.errors++;
+          errorsThisRun++;
+          events.onProblem({ key: p.path, kind: 'error', message: `cannot read the directory: ${p.error}` });
+        },
+      })) {
+        if (aborted()) return;
+        if (done.has(e.id) || claimed.has(e.id) || (only !== undefined && !only.has(e.id))) continue;
+        claimed.add(e.id);
+        inFlight++;
+        yield e;
+      }
+      await idle();
+      if (aborted()) return;
+      if (!progressed || listing >= MAX_RELISTS) break;
     }
-    for await (const e of walkQueues({
-      queueDir: options.queueDir,
-      queues: options.queues,
-      after: tracker.watermark ?? undefined,
-      onProblem: (p) => {
-        counts.errors++;
-        errorsThisRun++;
-        events.onProblem({ key: p.path, kind: 'error', message: `cannot read the directory: ${p.error}` });
-      },
-    })) {
-      if (!carried.has(e.key)) yield e;
+    // What was left to retry and is not in the queue any more is gone (delivered or deleted).
+    for (const id of retry) {
+      if (claimed.has(id)) continue; // failed in this run: still there
+      retry.delete(id);
+      vanished.add(id);
     }
-    walkedToEnd = true;
+    walked = true;
   }
 
   const progressTimer = events.onProgress
-    ? setInterval(() => events.onProgress?.({ counts: { ...counts }, filesThisRun, elapsedMs: performance.now() - started, at }), options.progressInterval ?? 2000)
+    ? setInterval(() => events.onProgress?.({ counts: totals(), filesThisRun, elapsedMs: performance.now() - started, at }), options.progressInterval ?? 2000)
     : undefined;
   progressTimer?.unref();
 
   const source = entries();
   let issued = 0;
-  const stopped = (): boolean => options.signal?.aborted === true || limited;
+  const stopped = (): boolean => aborted() || limited;
   async function worker(): Promise<void> {
     for (;;) {
       if (stopped()) return;
@@ -397,22 +456,20 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
       const next = await source.next();
       if (next.done) return;
       const entry = next.value;
-      // Not processed: the walk will find it again. Only an interruption stops here: this entry was issued within
+      // Not read: the next run finds it again. Only an interruption stops here: this entry was issued within
       // --limit, and another worker reaching the limit meanwhile must not drop it.
-      if (options.signal?.aborted === true) return;
+      if (aborted()) {
+        settle(entry, { kind: 'aborted' });
+        return;
+      }
       at = entry.key;
-      if (!tracker.retry.has(entry.key)) tracker.issue(entry.key);
-      filesThisRun++;
       let outcome: Outcome;
       try {
         outcome = await processEntry(entry);
       } catch (e) {
-        counts.errors++;
-        errorsThisRun++;
-        events.onProblem({ key: entry.key, kind: 'retry', message: `internal error: ${(e as Error).message}` });
-        outcome = 'retry';
+        outcome = { kind: 'failed', message: `internal error: ${(e as Error).message}` };
       }
-      tracker.settle(entry.key, outcome);
+      settle(entry, outcome);
       if (options.checkpoint && ++sinceSave >= options.checkpoint.every) {
         sinceSave = 0;
         void save();
@@ -428,20 +485,21 @@ export async function sweepQueue(options: SweepOptions, events: SweepEvents): Pr
     scanner?.close();
     await source.return(undefined);
   }
-  const interrupted = options.signal?.aborted === true && !walkedToEnd;
-  const finished = walkedToEnd && !interrupted;
-  if (saving) await saving;
-  await save(finished);
-  if (saving) await saving;
+  const interrupted = aborted() && !walked;
+  while (saving) await saving;
+  await save();
+  while (saving) await saving;
   return {
-    counts: { ...counts },
+    counts: totals(),
     filesThisRun,
     elapsedMs: performance.now() - started,
     at,
     interrupted,
-    limited: limited && !walkedToEnd,
-    finished,
-    retryPending: tracker.retry.size,
+    limited: limited && !walked,
+    walked,
+    finished: walked && retry.size === 0,
+    retryPending: retry.size,
+    checkpointError,
     replayed,
     errorsThisRun,
     selectedThisRun,

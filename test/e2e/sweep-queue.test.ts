@@ -5,7 +5,7 @@
 // and an interrupted sweep must resume from its checkpoint without reading finished files again.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +42,6 @@ interface SweepRun {
   readonly stderr: string;
 }
 
-/** Runs the sweep; with `interruptAfterMs`, sends SIGINT that long after the sweep announced its start. */
 /** Runs a sweep; with `interruptWhen`, sends SIGINT as soon as that holds (polled every 5 ms once it started). */
 function sweep(args: readonly string[], interruptWhen?: () => boolean): Promise<SweepRun> {
   return new Promise((resolve, reject) => {
@@ -216,27 +215,40 @@ describe('sweep-queue on a real Postfix queue with a real clamd', () => {
     assert.match(r.stderr, /clamd does not answer .*--no-virus-scan/);
   });
 
-  test('an interrupted sweep resumes from its checkpoint without reading finished files again', async () => {
+  test('an interrupted sweep resumes from its checkpoint, reads each file once and finds messages Postfix moved meanwhile', async () => {
     const cp = join(work, 'sweep.checkpoint');
-    const args = ['--queue-dir', postfix.queueDir, '--clamd', clamd.unixEndpoint, '--checkpoint', cp, '--checkpoint-every', '10', '--concurrency', '1'];
-    // Interrupted once it saved its first checkpoint (after 10 files): a sweep reads ~800 files/s here, so any
-    // fixed delay is either too short or lets it finish.
-    const first = await sweep(args, () => existsSync(cp));
+    const args = ['--queue-dir', postfix.queueDir, '--clamd', clamd.unixEndpoint, '--checkpoint', cp, '--checkpoint-every', '10', '--concurrency', '4'];
+    // Interrupted once a checkpoint records files done (the first write, at the start, records none): a sweep
+    // reads ~800 files/s here, so any fixed delay is either too short or lets it finish. Files are in flight then.
+    const filesDone = (): number => {
+      try {
+        return (JSON.parse(readFileSync(cp, 'utf8')) as { counts: { files: number } }).counts.files;
+      } catch {
+        return 0;
+      }
+    };
+    const first = await sweep(args, () => filesDone() >= 10);
     assert.equal(first.code, 130, first.stderr);
     assert.match(first.stderr, /SIGINT: stopping, saving the checkpoint/);
-    const saved = JSON.parse(await readFile(cp, 'utf8')) as { finished: boolean; counts: { files: number } };
+    const saved = JSON.parse(await readFile(cp, 'utf8')) as { finished: boolean; counts: { files: number }; done: string[] };
     assert.equal(saved.finished, false);
     const done = saved.counts.files;
+    assert.equal(saved.done.length, done, 'each file done is counted once');
     assert.ok(done > 0 && done < all.size, `interrupted after ${done} of ${all.size}`);
     for (const id of ids(first.stdout)) assert.ok(bad.has(id));
+
+    // Postfix moves the held messages back to deferred (same queue IDs, hashed paths anywhere in the walk order).
+    const release = await run('/usr/sbin/postsuper', ['-c', postfix.configDir, '-H', 'ALL'], { timeoutMs: 10_000 });
+    assert.equal(release.code, 0, release.stderr);
+    assert.equal((await queued()).filter((m) => m.queue_name === 'hold').length, 0);
 
     const second = await sweep(args);
     assert.equal(second.code, 1, second.stderr);
     assert.match(second.stderr, new RegExp(`resuming from .* \\(${done} files done`));
     assert.match(second.stderr, new RegExp(`done: ${all.size - done} files `), 'only the files not done before');
     assert.match(second.stderr, new RegExp(`in all ${all.size} files, ${bad.size} selected`));
-    // The resumed run prints the earlier selection again: its output alone is the complete list.
-    assert.deepEqual(ids(second.stdout), [...bad].sort());
+    // The resumed run prints the earlier selection again: its output alone is the complete list, each ID once.
+    assert.deepEqual(second.stdout.split('\n').filter((l) => l !== '').sort(), [...bad].sort());
     assert.equal(JSON.parse(await readFile(cp, 'utf8')).finished, true);
   });
 

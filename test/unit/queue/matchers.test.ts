@@ -34,13 +34,31 @@ test('RFC 2047 encoded words are decoded for matching', () => {
   assert.equal(decodeEncodedWords('plain =?bogus-charset?B?eA==?= text'), 'plain =?bogus-charset?B?eA==?= text');
 });
 
-test('applyMatchers: any matching header, sender, recipient gives a reason', () => {
+test('applyMatchers: matchers of one kind are alternatives; different kinds must all match', () => {
   const headers = parseHeaderFields(Buffer.from('Subject: =?UTF-8?B?SW52b2ljZSAyMDI2?=\nFrom: x@y\n'));
-  const m = [parseHeaderMatcher('subject:/^Invoice \\d+$/'), parseEnvelopeMatcher('sender', '^$'), parseEnvelopeMatcher('recipient', '@victim\\.example$')];
-  assert.deepEqual(applyMatchers(m, { sender: 'a@b', recipients: ['c@d'], headers }), ['header Subject: "Invoice 2026" matches subject:/^Invoice \\d+$/']);
-  assert.equal(applyMatchers(m, { sender: '', recipients: [], headers: [] }).length, 1, 'the null sender matches ^$');
-  assert.equal(applyMatchers(m, { sender: 'a@b', recipients: ['x@other', 'BOSS@VICTIM.EXAMPLE'], headers: [] }).length, 1);
-  assert.deepEqual(applyMatchers(m, { sender: 'a@b', recipients: ['x@other'], headers: parseHeaderFields(Buffer.from('Subject: hello\n')) }), []);
+  const subject = parseHeaderMatcher('subject:/^Invoice \\d+$/');
+  // One kind, repeated: either one is enough.
+  const senders = [parseEnvelopeMatcher('sender', '^$'), parseEnvelopeMatcher('sender', '@evil\\.example$')];
+  assert.equal(applyMatchers(senders, { sender: '', recipients: [], headers: [] }).length, 1, 'the null sender matches ^$');
+  assert.deepEqual(applyMatchers(senders, { sender: 'x@EVIL.example', recipients: [], headers: [] }), ['sender "x@EVIL.example" matches @evil\\.example$']);
+  assert.deepEqual(applyMatchers(senders, { sender: 'a@b', recipients: [], headers: [] }), []);
+  // Sender AND recipient: a message from the sender to someone else does not match, nor one to the recipient from someone else.
+  const both = [parseEnvelopeMatcher('sender', '^nobody@x$'), parseEnvelopeMatcher('recipient', 'remote\\.example$')];
+  assert.deepEqual(applyMatchers(both, { sender: 'a@b', recipients: ['c@remote.example'], headers: [] }), []);
+  assert.deepEqual(applyMatchers(both, { sender: 'nobody@x', recipients: ['c@elsewhere'], headers: [] }), []);
+  assert.deepEqual(applyMatchers(both, { sender: 'nobody@x', recipients: ['c@elsewhere', 'BOSS@REMOTE.EXAMPLE'], headers: [] }), [
+    'sender "nobody@x" matches ^nobody@x$',
+    'recipient "BOSS@REMOTE.EXAMPLE" matches remote\\.example$',
+  ]);
+  // Header AND sender (either of two); RFC 2047 subjects are decoded.
+  const m = [subject, ...senders];
+  assert.deepEqual(applyMatchers(m, { sender: 'a@b', recipients: ['c@d'], headers }), [], 'subject matches, sender does not');
+  assert.deepEqual(applyMatchers(m, { sender: '', recipients: ['c@d'], headers }), ['header Subject: "Invoice 2026" matches subject:/^Invoice \\d+$/', 'sender "" matches ^$']);
+  assert.deepEqual(applyMatchers(m, { sender: '', recipients: [], headers: parseHeaderFields(Buffer.from('Subject: hello\n')) }), [], 'sender matches, subject does not');
+  // Two header matchers on different fields are alternatives too (one kind).
+  const hdrs = [subject, parseHeaderMatcher('X-Mailer:/bulk/')];
+  assert.equal(applyMatchers(hdrs, { sender: 'a@b', recipients: [], headers: parseHeaderFields(Buffer.from('Subject: hi\nX-Mailer: BulkMail 2\n')) }).length, 0, '/bulk/ is case-sensitive');
+  assert.equal(applyMatchers(hdrs, { sender: 'a@b', recipients: [], headers: parseHeaderFields(Buffer.from('Subject: hi\nX-Mailer: bulkmail 2\n')) }).length, 1);
 });
 
 test('walk order: queues as given, then path components by code unit', () => {

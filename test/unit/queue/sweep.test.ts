@@ -6,7 +6,8 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { runSweepQueue } from 'postfix-milter-ts/commands/sweep-queue.js';
+import { Command } from 'commander';
+import { configureSweepQueueCommand, runSweepQueue, type SweepQueueFlags } from 'postfix-milter-ts/commands/sweep-queue.js';
 import { DEFAULT_CONFIG } from 'postfix-milter-ts/config/schema.js';
 import { buildQueueFile, type Rec } from './queue-file-builder.js';
 import { literalPattern } from '../../harness/literal-pattern.js';
@@ -94,20 +95,67 @@ test('a queue directory that does not exist, or holds none of the chosen queues,
 
 test('without corrupt files in the chosen queues: exit 1 when something is selected, 0 when nothing', async () => {
   assert.equal((await sweep({ virusScan: false, queues: 'deferred,hold' })).code, 1);
-  const none = await sweep({ virusScan: false, queues: 'deferred', matchSender: '^nobody$', matchersOnly: true });
+  const none = await sweep({ virusScan: false, queues: 'deferred', matchSender: ['^nobody$'], matchersOnly: true });
   assert.deepEqual(none.out, []);
   assert.equal(none.code, 0);
 });
 
 test('matchers OR the policy; --matchers-only drops the policy', async () => {
-  const both = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i'], matchSender: 'spammer@' });
-  assert.deepEqual(both.out.sort(), ['10000000002', '20000000002', '30000000001', '30000000002']);
-  const only = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i'], matchSender: 'spammer@', matchersOnly: true, json: true });
+  const both = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i'] });
+  assert.deepEqual(both.out.sort(), ['10000000002', '20000000002', '30000000001']);
+  const only = await sweep({ queues: 'deferred,hold', matchSender: ['spammer@'], matchersOnly: true, json: true });
   const parsed = only.out.map((l) => JSON.parse(l) as { id: string; subject: string; reasons: string[] });
-  parsed.sort((a, b) => a.id.localeCompare(b.id));
-  assert.deepEqual(parsed.map((p) => p.id), ['20000000002', '30000000002']);
-  assert.equal(parsed[0]?.subject, 'Invoice 4711');
-  assert.match(parsed[1]?.reasons[0] ?? '', /sender "spammer@evil\.example" matches spammer@/);
+  assert.deepEqual(parsed.map((p) => p.id), ['30000000002']);
+  assert.equal(parsed[0]?.subject, 'from the spammer');
+  assert.match(parsed[0]?.reasons[0] ?? '', /sender "spammer@evil\.example" matches spammer@/);
+});
+
+test('a repeated matcher flag keeps every value: matchers of one kind are alternatives', async () => {
+  const senders = await sweep({ queues: 'deferred,hold', matchSender: ['spammer@', '^nobody@'], matchersOnly: true });
+  assert.deepEqual(senders.out, ['30000000002'], 'the first --match-sender is not dropped');
+  const headers = await sweep({ queues: 'deferred,hold', matchHeader: ['Subject:/^invoice \\d+$/i', 'Subject:/spammer/'], matchersOnly: true });
+  assert.deepEqual(headers.out.sort(), ['20000000002', '30000000002']);
+});
+
+test('matchers of different kinds must all match: sender AND recipient does not select the whole queue', async () => {
+  // Every message here goes to b@example.test; none comes from nobody@x. OR'ed, this selected everything.
+  const r = await sweep({ queues: 'deferred,hold,active', matchersOnly: true, matchSender: ['^nobody@x$'], matchRecipient: ['example\\.test$'] });
+  assert.deepEqual(r.out, []);
+  const and = await sweep({ queues: 'deferred,hold', matchersOnly: true, matchSender: ['spammer@', '^a@'], matchHeader: ['Subject:/spammer|invoice/i'] });
+  assert.deepEqual(and.out.sort(), ['20000000002', '30000000002'], 'subject AND (either sender)');
+  const narrower = await sweep({ queues: 'deferred,hold', matchersOnly: true, matchSender: ['spammer@'], matchHeader: ['Subject:/spammer|invoice/i'], matchRecipient: ['@example\\.test$'] });
+  assert.deepEqual(narrower.out, ['30000000002']);
+});
+
+/** The sweep-queue command as the CLI mounts it, with the action replaced by one that keeps the parsed flags. */
+function command(): { program: Command; sweepCommand: Command; parsed: () => SweepQueueFlags | undefined } {
+  const program = new Command().name('postfix-milter-ts').exitOverride();
+  const sweepCommand = configureSweepQueueCommand(program.command('sweep-queue'));
+  let flags: SweepQueueFlags | undefined;
+  sweepCommand.action((opts: SweepQueueFlags) => {
+    flags = opts;
+  });
+  return { program, sweepCommand, parsed: () => flags };
+}
+
+test('every matcher flag can be given more than once on the command line, and each value is kept', async () => {
+  const { program, parsed } = command();
+  const args = ['--match-sender', 'a@', '--match-sender', 'b@', '--match-recipient', 'x', '--match-recipient', 'y', '--match-header', 'Subject:/1/', '--match-header', 'From:/2/'];
+  await program.parseAsync(['sweep-queue', ...args], { from: 'user' });
+  assert.deepEqual(parsed()?.matchSender, ['a@', 'b@']);
+  assert.deepEqual(parsed()?.matchRecipient, ['x', 'y']);
+  assert.deepEqual(parsed()?.matchHeader, ['Subject:/1/', 'From:/2/']);
+});
+
+test('--help states how matchers combine and lists every exit status the command uses', () => {
+  // outputHelp, not helpInformation: the text added after the options is part of what --help prints.
+  let help = '';
+  const { sweepCommand } = command();
+  sweepCommand.configureOutput({ writeOut: (t) => (help += t) });
+  sweepCommand.outputHelp();
+  assert.match(help, /Matchers of the same kind are alternatives \(any one of them\),\s+matchers of different kinds must all match/);
+  for (const code of ['0', '1', '2', '64', '78', '130']) assert.match(help, new RegExp(`^  ${code} +\\S`, 'm'), `exit status ${code}`);
+  assert.match(help, /143: SIGTERM/);
 });
 
 test('bad usage is exit 64 with the reason', async () => {
@@ -124,10 +172,11 @@ test('a --limit run resumes from the checkpoint and reads only the rest; the out
     const first = await sweep({ virusScan: false, queues: 'deferred,hold,active', checkpoint: cp, limit: '3', concurrency: '2' });
     assert.deepEqual(first.out, ['10000000002']);
     assert.equal(first.code, 1);
-    const saved = JSON.parse(await readFile(cp, 'utf8')) as { counts: { files: number }; finished: boolean; watermark: string };
+    const saved = JSON.parse(await readFile(cp, 'utf8')) as { counts: { files: number }; finished: boolean; walked: boolean; done: string[] };
     assert.equal(saved.counts.files, 3);
     assert.equal(saved.finished, false);
-    assert.equal(saved.watermark, 'deferred/2/20000000001');
+    assert.equal(saved.walked, false);
+    assert.deepEqual([...saved.done].sort(), ['10000000001', '10000000002', '20000000001']);
 
     // A different sweep may not use this checkpoint.
     const other = await sweep({ virusScan: false, queues: 'deferred', checkpoint: cp });
