@@ -45,6 +45,8 @@ async function readConfig(file: string | undefined, flags: OverrideFlags): Promi
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+const LOG_FLUSH_GRACE_MS = 2000;
+
 /** The per-host settings `serve` and `check-config` take from flags (see config/overrides.ts). */
 function withHostOptions(command: Command): Command {
   return command
@@ -73,9 +75,12 @@ withHostOptions(
   .action(async (opts: HostOptions & { config?: string }) => {
     const flags = hostFlags(opts);
     const config = await readConfig(opts.config, flags);
-    const log = createLogger(config.log);
+    const output = createLogger(config.log);
+    const log = output.log;
     try {
       await serve({ config, configFile: opts.config, overrides: configOverrides(flags), version: pkg.version, log });
+      // Stopped: the last lines get a bounded time to go out (a syslog daemon may be gone).
+      await output.close(LOG_FLUSH_GRACE_MS);
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { address?: unknown };
       const flag = e instanceof MetricsListenError ? '--metrics-listen (or metrics.enabled: false)' : '--listen';
@@ -90,7 +95,7 @@ withHostOptions(
               ? ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
               : '';
       log.fatal({ err }, 'cannot start');
-      log.flush();
+      await output.close(LOG_FLUSH_GRACE_MS);
       fail(`cannot start: ${err.message}${hint}`, EX_UNAVAILABLE);
     }
   });

@@ -1,16 +1,22 @@
-// pino: JSON lines on stdout, or syslog lines (facility mail) through pino-syslog + pino-socket in a worker
-// thread. Never written to a milter socket.
+// pino: JSON lines on stdout, or the same lines as syslog messages (facility mail) to a syslog daemon. Never
+// written to a milter socket.
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import type { LogConfig } from './config/milter-config.js';
+import { SyslogDestination } from './syslog-destination.js';
 
 export type { Logger };
 
-const FACILITY_MAIL = 2;
 const MIN_WRITE_BYTES = 8192;
 const FLUSH_INTERVAL_MS = 200;
 
-export function createLogger(config: Pick<LogConfig, 'level'> & Partial<LogConfig>): Logger {
+export interface LogOutput {
+  readonly log: Logger;
+  /** Writes out what is buffered, within `timeoutMs`; the process may then exit. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export function createLogger(config: Pick<LogConfig, 'level'> & Partial<LogConfig>): LogOutput {
   const base = { level: config.level, base: { service: 'postfix-milter-ts' } };
   if (config.destination !== 'syslog' || !config.syslog) {
     // Asynchronous: a slow reader of stdout (journald under load, a full pipe) must not stall the milter;
@@ -25,15 +31,17 @@ export function createLogger(config: Pick<LogConfig, 'level'> & Partial<LogConfi
         clearInterval(timer); // destroyed: stdout was closed
       }
     }, FLUSH_INTERVAL_MS).unref();
-    return pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+    const log = pino({ ...base, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+    return {
+      log,
+      close: async () => {
+        clearInterval(timer);
+        log.flush();
+      },
+    };
   }
-  // pino-syslog reads the epoch-milliseconds `time` pino writes by default, and pid and hostname.
+  // The syslog message carries the time, host and pid; the JSON keeps pino's epoch-milliseconds `time`.
   const { host, port, protocol, tag } = config.syslog;
-  const transport = pino.transport({
-    pipeline: [
-      { target: 'pino-syslog', options: { modern: false, appname: tag, facility: FACILITY_MAIL, enablePipelining: true } },
-      { target: 'pino-socket', options: { address: host, port, mode: protocol, reconnect: true } },
-    ],
-  });
-  return pino({ ...base, base: { ...base.base, pid: process.pid, hostname: hostname() } }, transport);
+  const destination = new SyslogDestination({ host, port, protocol, tag, hostname: hostname(), pid: process.pid });
+  return { log: pino(base, destination), close: (timeoutMs) => destination.close(timeoutMs) };
 }

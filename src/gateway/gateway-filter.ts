@@ -113,11 +113,10 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   /** One log line for a transaction that ended without an accepted message, e.g. every recipient refused. */
   const logRefusedEnvelope = (session: Session, m: MessageState): void => {
     const s = session.state;
+    // client and clientName come with the session's logger.
     s.log.info(
       {
         queueId: session.macro('i'),
-        client: s.client.address,
-        clientName: s.client.hostname,
         helo: session.helo,
         sender: m.sender,
         recipients: m.recipients.length,
@@ -244,7 +243,12 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         m.stream?.inspector?.abort();
         logRefusedEnvelope(session, m);
         endMessage(s);
-        if (m.refusal.class !== 'reject') return m.refusal.verdict;
+        const seconds = (performance.now() - m.startedAt) / 1000;
+        if (m.refusal.class !== 'reject') {
+          metrics.messageFinished({ verdict: 'tempfail', seconds });
+          return m.refusal.verdict;
+        }
+        metrics.messageFinished({ verdict: 'quarantine', seconds });
         modify.quarantine(`local submission held, not bounced: ${m.refusal.rule}`);
         return Verdict.accept;
       }
@@ -271,13 +275,13 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       for (const f of blockedFiles(inspection?.findings ?? [])) metrics.attachmentBlocked(f.kind, f.extension);
       const totalSeconds = (performance.now() - m.startedAt) / 1000;
       metrics.messageFinished({ verdict: METRIC_VERDICT[verdict.action], sizeBytes: stream.bytes, seconds: totalSeconds });
-      if (verdict.action !== 'accept' || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
+      // A client is an offender for what it sent, not for our checks failing (clamd down tempfails everyone).
+      const refusedForContent = verdict.action !== 'accept' && !(verdict.action === 'tempfail' && checks.failures.length > 0);
+      if (refusedForContent || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
 
       s.log.info(
         {
           queueId: session.macro('i'),
-          client: s.client.address,
-          clientName: s.client.hostname,
           helo: session.helo,
           authUser: s.client.authUser,
           sender: m.sender,

@@ -381,6 +381,7 @@ metrics:
     assert.match(reason, /^unhealthy: no clamd endpoint answered its last check/);
 
     // Never accept unscanned mail.
+    const offendersBefore = await (await fetch(`${metricsUrl}/offenders`)).json();
     const smtp = await connect('client.example.org');
     const r = await smtp.sendMessage('sender@example.org', [ALICE], plain('sender@example.org', 'while clamd is down'));
     await smtp.quit();
@@ -388,6 +389,8 @@ metrics:
     assert.equal(r.final?.code, 451, JSON.stringify(r));
     const line = await gw().waitForLog((l) => l.msg === 'message' && l['verdict'] === 'tempfailed', 10_000);
     assert.match((line['reasons'] as string[]).join(' '), /virus check failed/);
+    // Our checks failing makes no client an offender.
+    assert.deepEqual(await (await fetch(`${metricsUrl}/offenders`)).json(), offendersBefore);
 
     const p = prom();
     const byName = new Map(ruleExpressions(readFileSync(ALERTS_FILE, 'utf8')).map((e) => [e.name, e.expr]));
