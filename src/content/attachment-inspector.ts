@@ -79,6 +79,9 @@ class MessageWalker {
       maxChildNodes: shared.config.maxParts + 16,
       onLeaf: (part) => this.guarded(() => this.startLeaf(part)) ?? IGNORED,
       onError: (err) => this.newReport().findings.push({ kind: 'malformed-mime', rule: 'mime-parse', name: err.message.slice(0, 200), path: `${prefix}message` }),
+      // Headers a mail client may read otherwise than this walk: what it would show was never checked.
+      onAmbiguous: (partId, what) =>
+        this.newReport().findings.push({ kind: 'malformed-mime', rule: 'ambiguous-structure', name: what.slice(0, 200), path: partId === undefined ? `${prefix}message` : `${prefix}part ${partId}` }),
     });
   }
 

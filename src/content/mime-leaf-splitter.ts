@@ -39,6 +39,11 @@ export interface MimeLeafSplitterOptions {
   readonly onLeaf: (part: LeafPart) => LeafSink;
   /** The splitter refused the message (e.g. a header block over 1 MiB, too many parts). */
   readonly onError: (err: Error) => void;
+  /**
+   * A node (a leaf or a multipart) whose headers can be read two ways, e.g. two Content-Type headers that
+   * disagree: this walk takes the first, a mail client may take the other. `partId` as for a leaf.
+   */
+  readonly onAmbiguous: (partId: string | undefined, what: string) => void;
 }
 
 const MULTIPART = /^multipart\//i;
@@ -49,10 +54,12 @@ export class MimeLeafSplitter {
   /** mailsplit's Splitter, seen as the Transform it is (its typings declare only the data event). */
   private readonly splitter: Transform;
   private readonly onLeaf: (part: LeafPart) => LeafSink;
+  private readonly onAmbiguous: MimeLeafSplitterOptions['onAmbiguous'];
   private leaf: { readonly decoder: TransferDecoder; readonly sink: LeafSink } | undefined;
 
   constructor(options: MimeLeafSplitterOptions) {
     this.onLeaf = options.onLeaf;
+    this.onAmbiguous = options.onAmbiguous;
     const splitter = new Splitter({ ignoreEmbedded: true, maxChildNodes: options.maxChildNodes });
     splitter.on('data', (chunk: SplitterChunk) => this.take(chunk));
     // It extends Transform, but its typings narrow every event method to 'data'.
@@ -116,12 +123,14 @@ export class MimeLeafSplitter {
 
   private startNode(node: MimeNode): void {
     const contentType = node.contentType === false && node.root ? 'text/plain' : node.contentType;
-    if (contentType !== false && MULTIPART.test(contentType)) return;
     const headers = node.headers;
     const headerLines = headers === false ? [] : headers.getList();
+    const partId = node._parentBoundary === false ? '' : (node.partNr === false ? [] : node.partNr).filter((n) => typeof n === 'number').join('.');
+    const ambiguity = ambiguousHeaders(headerLines);
+    if (ambiguity !== undefined) this.onAmbiguous(partId === '' ? undefined : partId, ambiguity);
+    if (contentType !== false && MULTIPART.test(contentType)) return;
     // The type as declared: mailsplit fills in a default (or a guess from the file name) when there is none.
     const declared = contentType !== false && headerLines.some((l) => l.key === 'content-type') ? contentType : undefined;
-    const partId = node._parentBoundary === false ? '' : (node.partNr === false ? [] : node.partNr).filter((n) => typeof n === 'number').join('.');
     const sink = this.onLeaf({
       partId: partId === '' ? undefined : partId,
       headerLines,
@@ -140,4 +149,27 @@ export class MimeLeafSplitter {
     if (rest.length > 0) leaf.sink.write(rest);
     leaf.sink.end();
   }
+}
+
+const BOUNDARY = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]+))/gi;
+
+/** The value of a raw header line: after the colon, unfolded. */
+function headerValue(line: RawHeaderLine): string {
+  return line.line.slice(line.line.indexOf(':') + 1).replace(/\r?\n[ \t]/g, ' ').trim();
+}
+
+/**
+ * What makes a node's headers readable two ways, or undefined: Content-Type headers naming different types or
+ * boundaries, boundary given twice with different values, or Content-Transfer-Encoding headers that disagree.
+ * Repeated headers that agree are only untidy.
+ */
+export function ambiguousHeaders(lines: readonly RawHeaderLine[]): string | undefined {
+  const types = lines.filter((l) => l.key === 'content-type').map(headerValue);
+  const mediaTypes = new Set(types.map((t) => (t.split(';')[0] ?? '').trim().toLowerCase()));
+  if (mediaTypes.size > 1) return `Content-Type given ${types.length} times: ${[...mediaTypes].join(', ')}`;
+  const boundaries = new Set(types.flatMap((t) => [...t.matchAll(BOUNDARY)].map((m) => m[1] ?? m[2] ?? '')));
+  if (boundaries.size > 1) return `boundary given ${boundaries.size} ways`;
+  const encodings = new Set(lines.filter((l) => l.key === 'content-transfer-encoding').map((l) => headerValue(l).toLowerCase()));
+  if (encodings.size > 1) return `Content-Transfer-Encoding given ${encodings.size} ways: ${[...encodings].join(', ')}`;
+  return undefined;
 }

@@ -97,6 +97,15 @@ describe('AttachmentInspector', () => {
     }
   });
 
+  test('headers a client could read another way are a finding: what it would show was never checked', async () => {
+    const raw = Buffer.from(
+      'From: a@example.net\r\nContent-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n' +
+        '--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1\r\nContent-Type: application/javascript; name="invoice.js"\r\n\r\nx\r\n--b1--\r\n',
+    );
+    const r = await inspectMessage(raw, defaultAttachmentsConfig());
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}/${f.path}`), ['malformed-mime/ambiguous-structure/message']);
+  });
+
   test('too many parts is malformed-mime', async () => {
     const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
     const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));

@@ -8,9 +8,10 @@ interface Seen {
   readonly content: string;
 }
 
-async function split(raw: string, step = raw.length, maxChildNodes = 100): Promise<{ leaves: Seen[]; errors: string[] }> {
+async function split(raw: string, step = raw.length, maxChildNodes = 100): Promise<{ leaves: Seen[]; errors: string[]; ambiguous: string[] }> {
   const leaves: Seen[] = [];
   const errors: string[] = [];
+  const ambiguous: string[] = [];
   const splitter = new MimeLeafSplitter({
     maxChildNodes,
     onLeaf: (part) => {
@@ -18,12 +19,13 @@ async function split(raw: string, step = raw.length, maxChildNodes = 100): Promi
       return { write: (b) => chunks.push(b), end: () => leaves.push({ part, content: Buffer.concat(chunks).toString('latin1') }) };
     },
     onError: (err) => errors.push(err.message),
+    onAmbiguous: (partId, what) => ambiguous.push(`${partId ?? 'message'}: ${what}`),
   });
   const bytes = Buffer.from(raw, 'latin1');
   for (let i = 0; i < bytes.length; i += step) splitter.write(bytes.subarray(i, i + step));
   splitter.end();
   await splitter.ended;
-  return { leaves, errors };
+  return { leaves, errors, ambiguous };
 }
 
 const NESTED =
@@ -36,6 +38,20 @@ const NESTED =
   '--o\r\nContent-Type: multipart/mixed\r\n\r\nboundary-less multipart: structure, not a leaf\r\n--o--\r\nepilogue\r\n';
 
 describe('MimeLeafSplitter', () => {
+  test('headers a mail client could read another way are reported, with the node', async () => {
+    const attachment = '--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1\r\nContent-Type: application/javascript; name="invoice.js"\r\n\r\nx\r\n--b1--\r\n';
+    const twoTypes = `Subject: t\r\nContent-Type: text/plain\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n${attachment}`;
+    assert.deepEqual((await split(twoTypes)).ambiguous, ['message: Content-Type given 2 times: text/plain, multipart/mixed']);
+    const twoBoundaries = `Subject: t\r\nContent-Type: multipart/mixed; boundary="zz"; boundary="b1"\r\n\r\n${attachment}`;
+    assert.deepEqual((await split(twoBoundaries)).ambiguous, ['message: boundary given 2 ways']);
+    const twoEncodings = 'Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQ\r\n--o--\r\n';
+    assert.deepEqual((await split(twoEncodings)).ambiguous, ['1: Content-Transfer-Encoding given 2 ways: 7bit, base64']);
+    // Repeated headers that agree, and ordinary messages, are not ambiguous.
+    const repeated = `Subject: t\r\nContent-Type: multipart/mixed; boundary="b1"\r\ncontent-type: Multipart/Mixed;\r\n boundary=b1\r\n\r\n${attachment}`;
+    assert.deepEqual((await split(repeated)).ambiguous, []);
+    assert.deepEqual((await split(NESTED)).ambiguous, []);
+  });
+
   test('every leaf, numbered like IMAP, with its header lines and decoded content', async () => {
     for (const step of [NESTED.length, 1, 7]) {
       const { leaves, errors } = await split(NESTED, step);
