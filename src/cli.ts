@@ -62,7 +62,7 @@ const hostFlags = (opts: HostOptions): OverrideFlags => ({ listen: opts.listen, 
 const program = new Command()
   .name('postfix-milter-ts')
   .description('Mail gateway milter for Postfix and Sendmail: relay-abuse defense, attachment and ClamAV verdicts, Prometheus metrics')
-  .version(pkg.version, '-V, --version')
+  .version(`postfix-milter-ts ${pkg.version}`, '-V, --version')
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EX_USAGE));
 
@@ -92,7 +92,9 @@ withHostOptions(
           : err.code === 'EADDRINUSE'
             ? `: the address is in use (another milter running? choose another with ${flag})`
             : err.code === 'EACCES'
-              ? ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
+              ? e instanceof MetricsListenError
+                ? `: permission denied (a port below 1024: choose another with ${flag})`
+                : ': permission denied (a port below 1024, or a socket directory the milter user cannot write)'
               : '';
       log.fatal({ err }, 'cannot start');
       await output.close(LOG_FLUSH_GRACE_MS);

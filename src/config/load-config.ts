@@ -131,12 +131,37 @@ export function parseConfigText<T extends z.ZodType>(schema: T, text: string, so
 }
 
 export async function loadConfigFile<T extends z.ZodType>(schema: T, file: string, overrides: readonly ConfigOverride[] = []): Promise<z.output<T>> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(e)})`]);
+    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a directory' : String(e)})`]);
   }
-  return parseConfigText(schema, text, file, overrides);
+  return parseConfigText(schema, utf8Text(bytes, file), file, overrides);
+}
+
+/** The file's text; a file that is not UTF-8 is refused with the line at fault (YAML is UTF-8 here). */
+function utf8Text(bytes: Buffer, file: string): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff) || bytes.includes(0)) {
+    throw new ConfigError([`${file}:1: not UTF-8 text (UTF-16? save the file as UTF-8)`]);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // Find the first line that does not decode.
+    let start = 0;
+    for (let line = 1; start <= bytes.length; line++) {
+      const end = bytes.indexOf(0x0a, start);
+      const slice = bytes.subarray(start, end === -1 ? bytes.length : end);
+      try {
+        new TextDecoder('utf-8', { fatal: true }).decode(slice);
+      } catch {
+        throw new ConfigError([`${file}:${line}: bytes that are not UTF-8 (Latin-1? save the file as UTF-8)`]);
+      }
+      if (end === -1) break;
+      start = end + 1;
+    }
+    throw new ConfigError([`${file}: not UTF-8 text`]);
+  }
 }
