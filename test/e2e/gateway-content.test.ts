@@ -12,6 +12,7 @@ import { GatewayProcess } from '../harness/gateway-process.js';
 import { PostfixInstance } from '../harness/postfix-instance.js';
 import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
 import { buildMessage } from '../harness/mail-builder.js';
+import { run } from '../harness/run-command.js';
 import { makeZip } from '../unit/content/zip-writer.js';
 
 const MAX_SCAN = 900 * 1024;
@@ -164,6 +165,25 @@ describe('real clamd behind real Postfix', () => {
     const r2 = await send(postfix, plain(again));
     assert.equal(r2.result.final?.code, 250, JSON.stringify(r2.result));
     accepted.push(again);
+  });
+
+  test('a local submission (sendmail) with EICAR is held in the hold queue, not bounced to its forgeable sender', async () => {
+    const subject = 'local eicar';
+    const message = `From: www-data@example.org\nTo: alice@example.test\nSubject: ${subject}\n\nsee below\n${EICAR.toString('latin1')}\n`;
+    const r = await postfix.sendmail(['-f', 'www-data@example.org', '-i', '--', 'alice@example.test'], message);
+    assert.equal(r.code, 0, r.stderr);
+    const line = await gateway.waitForLog((l) => l.msg === 'message' && l['verdict'] === 'quarantined', 15_000);
+    assert.deepEqual(line['reasons'], [`virus: ${SIGNATURES.eicar}`, 'local submission: held instead of bounced']);
+    // Postfix put it on hold (its log gives no reason; ours does); the queue lists it as held (`!`).
+    const hold = await postfix.waitForLog(/: milter-hold: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: milter triggers HOLD action; from=<www-data@example\.org>/, 10_000);
+    const id = /\]: ([0-9A-Za-z]+): milter-hold:/.exec(hold)?.[1];
+    assert.ok(id, hold);
+    assert.match(await postfix.postqueue(), new RegExp(`^${id}!`, 'm'));
+    await sleep(500);
+    assert.doesNotMatch(await postfix.maillog(), /sender non-delivery notification/, 'no bounce');
+    assert.ok(!subjects(await postfix.readMessages('alice')).includes(subject), 'not delivered');
+    const removed = await run('/usr/sbin/postsuper', ['-c', postfix.configDir, '-d', id], { timeoutMs: 10_000 });
+    assert.equal(removed.code, 0, removed.stderr);
   });
 
   test('exactly the accepted messages were delivered and the queue is empty', async () => {
