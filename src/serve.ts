@@ -60,8 +60,8 @@ export async function serve(options: ServeOptions): Promise<void> {
   const metrics = new GatewayMetrics({ version, maxSessions: m.maxSessions, bannedExtensions: config.attachments.bannedExtensions });
   const offenders = new TopOffenders({ capacity: config.metrics.offenders.size, windowMs: config.metrics.offenders.window, buckets: config.metrics.offenders.buckets });
 
-  const newGeneration = (c: GatewayConfig): Generation => {
-    const services = buildServices(c, { metrics, offenders, log });
+  const newGeneration = (c: GatewayConfig, previous?: Generation): Generation => {
+    const services = buildServices(c, { metrics, offenders, log }, previous?.services.handOverStore(c));
     services.scanner.start();
     const inner = createGatewayFilter(services) as MilterFilter<unknown>;
     const gen: Generation = { services, filter: inner, sessions: 0, retired: false };
@@ -144,7 +144,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     }
     if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) log.warn({ key: 'metrics' }, 'the metrics listener changes only on restart');
     const old = current;
-    current = newGeneration(next);
+    current = newGeneration(next, old);
     server.setFilter(current.filter);
     config = next;
     metrics.setBannedExtensions(next.attachments.bannedExtensions);

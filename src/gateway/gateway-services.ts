@@ -1,5 +1,6 @@
 // Builds the filter's services from a config. A reload builds a new set for new sessions; the long-lived ones
-// (metrics, offenders) are carried over so counters keep counting across reloads.
+// (metrics, offenders, and the rate-limit counter store while its settings stay the same) are carried over so
+// counters keep counting across reloads: a reload must not give every client a fresh quota.
 import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
@@ -14,14 +15,24 @@ import type { GatewayServices } from './gateway-filter.js';
 export interface ServiceSet extends GatewayServices {
   readonly scanner: ClamdScanner;
   readonly store: CounterStore;
+  /**
+   * The counter store for the next set, when that one is built with the same store settings: this set's close()
+   * then leaves it open. Undefined when the settings differ.
+   */
+  handOverStore(next: GatewayConfig): CounterStore | undefined;
   /** Stops health checks and closes connections (after the sessions using this set are gone). */
   close(): Promise<void>;
 }
 
-export function buildServices(config: GatewayConfig, shared: { metrics: GatewayMetrics; offenders: TopOffenders; log: Logger }): ServiceSet {
+/** What a counter store is built from. */
+function storeSettings(config: GatewayConfig): string {
+  return JSON.stringify({ store: config.rateLimit.store, maxKeys: config.rateLimit.maxKeys });
+}
+
+export function buildServices(config: GatewayConfig, shared: { metrics: GatewayMetrics; offenders: TopOffenders; log: Logger }, carriedStore?: CounterStore): ServiceSet {
   const { metrics, offenders, log } = shared;
   const relay = new RelayPolicy(config.relay);
-  const store = createCounterStore(config.rateLimit, (event) => {
+  const store = carriedStore ?? createCounterStore(config.rateLimit, (event) => {
     if (event.type === 'unavailable') {
       metrics.redisFallback();
       log.warn({ reason: event.reason, fallback: event.fallback }, `Redis rate-limit store unreachable: ${event.fallback === 'local' ? 'counting in this process alone' : 'tempfailing rate-limited stages'}`);
@@ -38,6 +49,7 @@ export function buildServices(config: GatewayConfig, shared: { metrics: GatewayM
       else log.warn({ endpoint: health.endpoint, error: health.lastError }, 'clamd endpoint down: mail is tempfailed while no endpoint answers');
     },
   });
+  let storeHandedOver = false;
   return {
     config,
     relay,
@@ -47,9 +59,14 @@ export function buildServices(config: GatewayConfig, shared: { metrics: GatewayM
     metrics,
     offenders,
     log,
+    handOverStore(next) {
+      if (storeSettings(next) !== storeSettings(config)) return undefined;
+      storeHandedOver = true;
+      return store;
+    },
     async close() {
       scanner.close();
-      await store.close();
+      if (!storeHandedOver) await store.close();
     },
   };
 }
