@@ -101,6 +101,8 @@ export class MilterServer<S> {
   private active = 0;
   private listening: ListenAddress | undefined;
   private closing: Promise<void> | undefined;
+  /** The inode of the UNIX socket file we bound, so that closing removes only that file. */
+  private socketInode: number | undefined;
 
   constructor(filter: MilterFilter<S>, options: MilterServerOptions = {}) {
     this.filter = filter;
@@ -145,6 +147,7 @@ export class MilterServer<S> {
     });
     if (address.kind === 'unix') {
       await chmod(address.path, this.options.unixSocketMode);
+      this.socketInode = (await lstat(address.path)).ino;
       this.listening = address;
     } else {
       const bound = this.server.address() as net.AddressInfo;
@@ -206,7 +209,13 @@ export class MilterServer<S> {
     }
     for (const c of this.connections) c.socket.destroy();
     await stopped;
-    if (this.listening?.kind === 'unix') await unlink(this.listening.path).catch(() => undefined);
+    // Only our own socket file: while we drained, a new milter may have bound the same path (closing the
+    // listener already removed ours), and removing its socket would cut the MTA off from it.
+    if (this.listening?.kind === 'unix') {
+      const path = this.listening.path;
+      const ours = await lstat(path).then((st) => st.isSocket() && st.ino === this.socketInode, () => false);
+      if (ours) await unlink(path).catch(() => undefined);
+    }
   }
 
   private accept(socket: net.Socket): void {

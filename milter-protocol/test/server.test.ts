@@ -101,6 +101,29 @@ test('unix socket: mode applied, a stale socket file replaced, a live one refuse
   t.after(() => second.close(10));
 });
 
+test('unix socket: a milter started on the path while the old one drains keeps its socket when the old one exits', async (t) => {
+  const dir = await tempDir();
+  const path = join(dir, 'milter.sock');
+  const { server: old } = await start(addHeaderFilter(), {}, `unix:${path}`);
+  // The old one is draining a session in the middle of a message.
+  const busy = await MilterClient.connect(`unix:${path}`);
+  await busy.negotiate();
+  await busy.send({ type: 'connect', hostname: 'localhost', family: 'L', port: 0, address: path });
+  await busy.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] });
+  const draining = old.close(2000);
+  await new Promise((r) => setTimeout(r, 100));
+  const { server: next } = await start(addHeaderFilter(), {}, `unix:${path}`);
+  t.after(() => next.close(100));
+  const inode = (await stat(path)).ino;
+  await busy.close();
+  await draining;
+  assert.equal((await stat(path)).ino, inode, "the new milter's socket file is still there");
+  const client = await MilterClient.connect(`unix:${path}`);
+  await client.negotiate();
+  assert.equal((await client.send({ type: 'connect', hostname: 'localhost', family: 'L', port: 0, address: path }))?.final.type, 'continue');
+  await client.quit();
+});
+
 test('over maxSessions: the extra connection is tempfailed at CONNECT with a reason, and counted', async (t) => {
   const { server, address, overloaded } = await start(addHeaderFilter(), { maxSessions: 2 });
   t.after(() => server.close(100));
