@@ -117,7 +117,14 @@ withHostOptions(
     }
     const file = positional ?? opts.config;
     const config = await readConfig(file, hostFlags(opts));
-    process.stdout.write(`# ${file ?? 'embedded defaults'}: valid. The effective configuration, usable as a config file:\n${stringify(configForFile(configSchema, config))}`);
+    // Output gets pasted into tickets and chats: a Redis password is not shown.
+    const store = config.rateLimit.store;
+    const password = /^(rediss?:\/\/[^:@/]*:)[^@/]+@/;
+    const masked = store.type === 'redis' && password.test(store.url);
+    const shown: GatewayConfig = masked ? { ...config, rateLimit: { ...config.rateLimit, store: { ...store, url: store.url.replace(password, '$1***@') } } } : config;
+    process.stdout.write(
+      `# ${file ?? 'embedded defaults'}: valid. The effective configuration, usable as a config file${masked ? ' (with the Redis password, shown as ***, put back)' : ''}:\n${stringify(configForFile(configSchema, shown))}`,
+    );
   });
 
 program

@@ -430,6 +430,15 @@ describe('command line', () => {
     assert.equal(effective.milter.listen, DEFAULT_CONFIG.milter.listen);
   });
 
+  test('check-config does not print a Redis password', async () => {
+    const withPassword = await file('redis.yaml', 'rateLimit:\n  store:\n    type: redis\n    url: redis://pmtuser:s3cret@127.0.0.1:6390\n');
+    const r = await cli(['check-config', withPassword]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /s3cret/);
+    assert.match(r.stdout, /^ {4}url: redis:\/\/pmtuser:\*\*\*@127\.0\.0\.1:6390$/m);
+    assert.match(r.stdout, /^# .*Redis password, shown as \*\*\*, put back/);
+  });
+
   test('check-config without a file prints the embedded defaults; flags and environment override the file', async () => {
     const r = await cli(['check-config']);
     assert.equal(r.code, 0, r.stderr);
