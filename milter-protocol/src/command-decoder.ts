@@ -65,10 +65,15 @@ const ABORT = { type: 'abort' } as const;
 const QUIT = { type: 'quit' } as const;
 const QUIT_NC = { type: 'quit-nc' } as const;
 
+// Far above what an MTA sends (a handful of ESMTP parameters, a few dozen macros), far below what would keep the
+// event loop busy: a 1 MiB packet of two-byte strings holds 260,000 of them.
+const MAX_ESMTP_ARGS = 256;
+const MAX_MACROS_PER_PACKET = 1024;
+
 function argv(payload: Buffer, what: string): [string, ...string[]] {
   const r = new PayloadReader(payload, what);
   const first = r.cstring(`${what} address`);
-  return [first, ...r.cstrings(`${what} ESMTP argument`)];
+  return [first, ...r.cstrings(`${what} ESMTP argument`, MAX_ESMTP_ARGS)];
 }
 
 function decodeMacro(payload: Buffer): MilterCommand {
@@ -77,6 +82,7 @@ function decodeMacro(payload: Buffer): MilterCommand {
   const macros: MacroPair[] = [];
   // Values may be empty (`{mail_addr}\0\0` for the null sender): pair strictly, never split and filter.
   while (r.remaining > 0) {
+    if (macros.length === MAX_MACROS_PER_PACKET) throw new MilterProtocolError('malformed-command', `MACRO: more than ${MAX_MACROS_PER_PACKET} macros in one packet`);
     const name = r.cstring('macro name');
     const value = r.cstring(`value of macro ${name}`);
     macros.push([name, value]);

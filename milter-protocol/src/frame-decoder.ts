@@ -3,16 +3,20 @@ import { MilterProtocolError } from './errors.js';
 import type { Frame } from './messages.js';
 
 const LENGTH_BYTES = 4;
+const MIN_STORAGE = 256;
 
 /**
  * Turns a byte stream into packets. TCP keeps no boundaries: a read may hold half a length field or thirty
- * packets, so bytes wait here until a whole packet is present. Partial reads are kept as a list and joined
- * once the packet is complete, so a 64 KiB body chunk arriving in 1 KiB reads is copied once, not 64 times.
+ * packets, so the bytes of an incomplete packet wait here until it is whole. They are copied into one buffer of
+ * our own that grows by doubling up to the packet's length: memory stays within twice what arrived, however
+ * small the reads (kept as received, each 1-byte read would hold a 64 KiB read buffer), and a 64 KiB body chunk
+ * arriving in 1 KiB reads is copied about twice, not 64 times.
  */
 export class FrameDecoder {
   readonly maxFrameLength: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The bytes of the incomplete packet (from its length field on), in `partial[0, partialLength)`. */
+  private partial: Buffer | undefined;
+  private partialLength = 0;
   /** Bytes needed before decoding can make progress (length field, or the whole frame). */
   private needed = LENGTH_BYTES;
 
@@ -25,25 +29,25 @@ export class FrameDecoder {
 
   /** Bytes received but not yet part of a complete frame. */
   get bufferedBytes(): number {
-    return this.pendingBytes;
+    return this.partialLength;
   }
 
   /**
-   * Adds bytes and returns the frames they complete, in order. Payloads are views into the received
-   * buffers, not copies. Throws MilterProtocolError on a zero or oversized length field; the stream is
-   * unusable after that (the caller closes the connection).
+   * Adds bytes and returns the frames they complete, in order. Payloads are views into the received buffer
+   * (or into the decoder's copy of a packet that came in pieces). Throws MilterProtocolError on a zero or
+   * oversized length field; the stream is unusable after that (the caller closes the connection).
    */
   push(chunk: Buffer): Frame[] {
     let buf: Buffer;
-    if (this.pendingBytes === 0) {
+    if (this.partialLength === 0) {
       buf = chunk;
     } else {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
-      if (this.pendingBytes < this.needed) return [];
-      buf = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [];
-      this.pendingBytes = 0;
+      this.keep(chunk);
+      if (this.partialLength < this.needed) return [];
+      buf = (this.partial as Buffer).subarray(0, this.partialLength);
+      // The frames below are views into this storage: the next partial packet gets storage of its own.
+      this.partial = undefined;
+      this.partialLength = 0;
     }
 
     const frames: Frame[] = [];
@@ -60,12 +64,21 @@ export class FrameDecoder {
       frames.push({ code: buf[offset + LENGTH_BYTES] as number, payload: buf.subarray(offset + LENGTH_BYTES + 1, end) });
       offset = end;
     }
-    if (offset < buf.length) {
-      const rest = buf.subarray(offset);
-      this.pending.push(rest);
-      this.pendingBytes = rest.length;
-    }
+    if (offset < buf.length) this.keep(buf.subarray(offset));
     return frames;
+  }
+
+  /** Appends to the incomplete packet's storage, growing it by doubling, never past the packet's length. */
+  private keep(bytes: Buffer): void {
+    const required = this.partialLength + bytes.length;
+    const capacity = this.partial?.length ?? 0;
+    if (required > capacity) {
+      const grown = Buffer.allocUnsafe(Math.max(required, Math.min(this.needed, Math.max(MIN_STORAGE, 2 * capacity))));
+      if (this.partial !== undefined) this.partial.copy(grown, 0, 0, this.partialLength);
+      this.partial = grown;
+    }
+    bytes.copy(this.partial as Buffer, this.partialLength);
+    this.partialLength = required;
   }
 
   private checkLength(length: number): void {

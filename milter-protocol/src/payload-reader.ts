@@ -51,9 +51,13 @@ export class PayloadReader {
   }
 
   /** Consecutive C strings up to the end of the payload. */
-  cstrings(field: string): string[] {
+  /** C strings to the end of the payload, at most `max` of them (more is an error, not a long loop). */
+  cstrings(field: string, max: number): string[] {
     const out: string[] = [];
-    while (this.remaining > 0) out.push(this.cstring(field));
+    while (this.remaining > 0) {
+      if (out.length === max) throw this.error(`more than ${max} of ${field}`);
+      out.push(this.cstring(field));
+    }
     return out;
   }
 

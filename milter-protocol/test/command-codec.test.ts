@@ -1,6 +1,7 @@
 // MTA → milter packets: every command decodes to its typed form, encodes back to the same bytes, and decodes
 // identically however TCP cuts or glues the stream.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { decodeCommand, encodeCommand, FrameDecoder, type MilterCommand } from '@postfix-milter-ts/protocol';
 import { COMMAND_VECTORS as V, hex } from './vectors.js';
@@ -167,6 +168,29 @@ test('a 64 KiB chunk arriving in 1 KiB reads decodes to one frame', () => {
   assert.equal(frames.length, 1);
   assert.equal(frames[0]?.payload.length, 65535);
   assert.equal(decoder.bufferedBytes, 0);
+});
+
+test('a packet arriving one byte per read holds only its own bytes, not the reads it came in', () => {
+  // Each read is a 1-byte view into a fresh 64 KiB buffer, as a socket delivers it. Run with --expose-gc in a child
+  // so that what the decoder retains can be measured.
+  const script = `
+    const { FrameDecoder } = await import(${JSON.stringify(import.meta.resolve('@postfix-milter-ts/protocol'))});
+    const decoder = new FrameDecoder();
+    const header = Buffer.from([0, 0x10, 0, 0, 0x42]); // BODY, 1 MiB packet
+    // Array buffers are freed after a collection has run its course: collect, let it finish, collect again.
+    const collect = async () => { gc(); await new Promise((r) => setTimeout(r, 50)); gc(); };
+    for (const byte of header) decoder.push(Buffer.alloc(65536, byte).subarray(0, 1));
+    await collect();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 4000; i++) decoder.push(Buffer.alloc(65536, 0x61).subarray(0, 1));
+    await collect();
+    console.log(JSON.stringify({ grew: process.memoryUsage().arrayBuffers - before, buffered: decoder.bufferedBytes }));
+  `;
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  const { grew, buffered } = JSON.parse(out) as { grew: number; buffered: number };
+  assert.equal(buffered, 4005);
+  // 4000 reads kept as received would hold 4000 x 64 KiB = 250 MiB.
+  assert.ok(grew < 1024 * 1024, `array buffers grew by ${grew} bytes for 4,000 bytes received`);
 });
 
 test('a DATA packet carrying stray bytes still decodes as DATA', () => {

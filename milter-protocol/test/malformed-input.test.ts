@@ -53,3 +53,28 @@ test('a length equal to the maximum is accepted', () => {
 test('maximum frame length must be positive', () => {
   assert.throws(() => new FrameDecoder(0), RangeError);
 });
+
+test('a packet of thousands of tiny strings is refused, not decoded in a long loop: 1,024 macros or 256 ESMTP arguments at most', () => {
+  const packet = (code: string, payload: Buffer): Buffer => {
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(payload.length + 1, 0);
+    head.write(code, 4, 'latin1');
+    return Buffer.concat([head, payload]);
+  };
+  const decodeOne = (bytes: Buffer): string => {
+    const [frame] = new FrameDecoder().push(bytes);
+    assert.ok(frame);
+    return decodeCommand(frame).type;
+  };
+  const macros = (n: number): Buffer => packet('D', Buffer.concat([Buffer.from('C'), Buffer.from('a\0b\0'.repeat(n), 'latin1')]));
+  assert.equal(decodeOne(macros(1024)), 'macro');
+  const tooMany = decodeError(macros(1025));
+  assert.equal(tooMany.kind, 'malformed-command');
+  assert.match(tooMany.message, /more than 1024 macros in one packet/);
+
+  const mail = (args: number): Buffer => packet('M', Buffer.from(`<a@example.org>\0${'X=1\0'.repeat(args)}`, 'latin1'));
+  assert.equal(decodeOne(mail(256)), 'mail');
+  const tooManyArgs = decodeError(mail(257));
+  assert.equal(tooManyArgs.kind, 'malformed-command');
+  assert.match(tooManyArgs.message, /more than 256 of MAIL ESMTP argument/);
+});
