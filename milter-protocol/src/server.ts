@@ -30,6 +30,12 @@ export interface MilterServerOptions {
    * idle timeout, at most 60 s.
    */
   readonly packetTimeoutMs?: number;
+  /**
+   * The first packet (OPTNEG) must be complete this long after the connection is accepted (ms), or it is closed:
+   * Postfix and Sendmail negotiate at once, and a silent connection would hold a session slot until the idle
+   * timeout. Default: the packet timeout, at most 10 s.
+   */
+  readonly negotiationTimeoutMs?: number;
   /** Largest packet accepted; a larger length field closes the connection. Default 1 MiB. */
   readonly maxFrameLength?: number;
   /** Interval of progress packets while a hook works (ms). Default 5000 (Sendmail's read timeout is 10 s). */
@@ -110,6 +116,7 @@ export class MilterServer<S> {
       maxSessions: options.maxSessions ?? 1000,
       idleTimeoutMs: options.idleTimeoutMs ?? 7_210_000,
       packetTimeoutMs: options.packetTimeoutMs ?? Math.min(options.idleTimeoutMs ?? 7_210_000, 60_000),
+      negotiationTimeoutMs: options.negotiationTimeoutMs ?? Math.min(options.packetTimeoutMs ?? options.idleTimeoutMs ?? 7_210_000, 10_000),
       maxFrameLength: options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH,
       progressIntervalMs: options.progressIntervalMs ?? 5000,
       unixSocketMode: options.unixSocketMode ?? 0o660,
@@ -249,7 +256,9 @@ export class MilterServer<S> {
         socket.write(data);
         if (socket.writableLength > MAX_WRITE_BACKLOG) socket.pause();
       },
-      end: () => socket.end(),
+      // After QUIT or a protocol error: FIN, then the descriptor is closed once it is flushed. Left half-open, a
+      // peer that never closes its side would hold the descriptor and a session slot until the idle timeout.
+      end: () => socket.end(() => socket.destroy()),
     }, {
       id,
       progressIntervalMs: this.options.progressIntervalMs,
@@ -269,6 +278,15 @@ export class MilterServer<S> {
       session.fail(new MilterProtocolError('timeout', `no command from the MTA for ${this.options.idleTimeoutMs} ms`));
       socket.destroy();
     });
+    let negotiationTimer: NodeJS.Timeout | undefined = setTimeout(() => {
+      negotiationTimer = undefined;
+      session.fail(new MilterProtocolError('timeout', `no complete first packet (OPTNEG) ${this.options.negotiationTimeoutMs} ms after connecting`));
+      socket.destroy();
+    }, this.options.negotiationTimeoutMs);
+    const clearNegotiationTimer = (): void => {
+      if (negotiationTimer !== undefined) clearTimeout(negotiationTimer);
+      negotiationTimer = undefined;
+    };
     // Deadline for the packet being received: armed at its first byte, cleared when no partial packet is left.
     let packetTimer: NodeJS.Timeout | undefined;
     const clearPacketTimer = (): void => {
@@ -299,7 +317,10 @@ export class MilterServer<S> {
         socket.destroy();
         return;
       }
-      if (frames.length > 0) clearPacketTimer();
+      if (frames.length > 0) {
+        clearPacketTimer();
+        clearNegotiationTimer();
+      }
       if (decoder.bufferedBytes > 0) {
         if (packetTimer === undefined) armPacketTimer();
       } else clearPacketTimer();
@@ -317,6 +338,7 @@ export class MilterServer<S> {
     });
     socket.on('close', () => {
       clearPacketTimer();
+      clearNegotiationTimer();
       this.connections.delete(conn);
       if (counts) this.active--;
       session.transportClosed();

@@ -124,6 +124,48 @@ test('unix socket: a milter started on the path while the old one drains keeps i
   await client.quit();
 });
 
+async function waitUntil(what: string, probe: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!probe()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('after a malformed packet the connection is closed outright, even if the MTA never closes its side', async (t) => {
+  const { server, address } = await start(addHeaderFilter());
+  t.after(() => server.close(100));
+  const port = Number(address.split(':').at(-1));
+  // allowHalfOpen: the peer does not close its side when ours is closed, as a broken or hostile MTA would not.
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  t.after(() => socket.destroy());
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  socket.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0x1fffff }));
+  await once(socket, 'data');
+  // HELO without its NUL; the peer then keeps its socket open and sends nothing.
+  socket.write(Buffer.from('0000000448616263', 'hex'));
+  await waitUntil('the server to drop the session', () => server.sessionCount === 0);
+  assert.equal(socket.writable, true, 'our side is still open: the server closed on its own');
+});
+
+test('a connection that sends no OPTNEG is closed after the negotiation timeout, freeing its slot', async (t) => {
+  const { server, address } = await start(addHeaderFilter(), { negotiationTimeoutMs: 200, maxSessions: 1 });
+  t.after(() => server.close(100));
+  const port = Number(address.split(':').at(-1));
+  const silent = net.connect(port, '127.0.0.1');
+  silent.on('error', () => undefined);
+  const t0 = Date.now();
+  await once(silent, 'close');
+  assert.ok(Date.now() - t0 < 2000, `closed after ${Date.now() - t0} ms`);
+  await waitUntil('the slot to be free', () => server.sessionCount === 0);
+  // The slot serves the next MTA.
+  const client = await MilterClient.connect(address);
+  await client.negotiate();
+  assert.equal((await client.send(CONNECT))?.final.type, 'continue');
+  await client.quit();
+});
+
 test('over maxSessions: the extra connection is tempfailed at CONNECT with a reason, and counted', async (t) => {
   const { server, address, overloaded } = await start(addHeaderFilter(), { maxSessions: 2 });
   t.after(() => server.close(100));
