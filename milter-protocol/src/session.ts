@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { ActionFlag, ALL_ACTIONS, CommandCode, MacroStage, ProtocolFlag } from './constants.js';
 import { decodeCommand } from './command-decoder.js';
 import { MilterProtocolError } from './errors.js';
@@ -141,6 +142,9 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
  */
 function canonicalIpv6(address: string): string {
   const bare = address.length > 5 && address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+  // Only an IPv6 address is canonicalised; anything else (`::1]:25/x`, which the URL parser would also read as
+  // ::1) is passed on as written, for the filter to find it is no address.
+  if (!isIPv6(bare)) return bare;
   try {
     return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
   } catch {

@@ -254,6 +254,10 @@ test("IPv6 addresses come out in one spelling: Sendmail's full form is compresse
   const g = new Harness(recordingFilter([]));
   await g.feed(POSTFIX_OFFER, { type: 'connect', hostname: 'x', family: '6', port: 25, address: '2001:DB8:0:0:1:0:0:1' });
   assert.equal(g.session.connection?.address, '2001:db8::1:0:0:1');
+  // What is no IPv6 address is not turned into one (a URL parser reads `::1]:25/x?[` as ::1).
+  const f = new Harness(recordingFilter([]));
+  await f.feed(POSTFIX_OFFER, { type: 'connect', hostname: 'x', family: '6', port: 25, address: '::1]:25/x?[' });
+  assert.equal(f.session.connection?.address, '::1]:25/x?[');
 });
 
 for (const [what, packets] of [

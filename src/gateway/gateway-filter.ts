@@ -147,7 +147,9 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
 
     async connect(session, info: ConnectInfo) {
       const s = session.state;
-      s.client = { address: info.address, hostname: info.hostname, authUser: undefined };
+      // Only an IPv4 or IPv6 connection has a client address (a UNIX-domain one names a socket path).
+      const address = info.family === '4' || info.family === '6' ? info.address : '';
+      s.client = { address, hostname: info.hostname, authUser: undefined };
       s.localSubmission = info.port === 0 && info.hostname === 'localhost' && (info.address === '127.0.0.1' || info.address === '::1');
       s.log = log.child({ session: session.id, client: info.address, clientName: info.hostname });
       const d = await limiter.onConnect(s.client);

@@ -2,6 +2,7 @@
 // never on HELO or MAIL FROM): trusted networks and authenticated clients may send anywhere; everyone else
 // only to our domains, by plain addresses. Addresses are resolved first (address.ts), so routing tricks
 // cannot hide a foreign destination, and the MTA's own routing ({rcpt_mailer}, {rcpt_host}) is cross-checked.
+import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { parseEnvelopeAddress, type AddressTrick, type DomainForm } from './address.js';
 import { PASS, type ClientIdentity, type EnvelopeDecision } from './decision.js';
@@ -83,6 +84,9 @@ export class RelayPolicy {
   /** The client address is in a trusted network. */
   isTrusted(client: ClientIdentity): boolean {
     if (client.address === '') return this.config.trustUnknownClientAddress;
+    // Only the forms an MTA writes: a dotted quad or an IPv6 address without a zone. Shorthand such as `127.1`
+    // or `2130706433` (inet_aton) is no client address of ours, as in the config.
+    if (!isIPv4(client.address) && !(isIPv6(client.address) && !client.address.includes('%'))) return false;
     let ip: ipaddr.IPv4 | ipaddr.IPv6;
     try {
       ip = ipaddr.process(client.address);

@@ -236,6 +236,14 @@ describe('trusted networks and authentication', () => {
     assert.equal(outcome(defaults.checkRecipient(UNTRUSTED, '<u@ext.test>', FIRST)), 'relay-denied');
   });
 
+  test('a client address only in the forms an MTA writes: loopback shorthand and zones are not trusted', () => {
+    const defaults = new RelayPolicy(relaySchema.parse({}));
+    for (const address of ['2130706433', '127.1', '0x7f.1', '017700000001', '127.000.000.001', '::1%lo', '::1]:25/x?[', '/var/run/sock']) {
+      assert.equal(defaults.isTrusted({ address, hostname: '', authUser: undefined }), false, address);
+    }
+    assert.equal(defaults.isTrusted({ address: '::ffff:127.0.0.1', hostname: '', authUser: undefined }), true, 'IPv4-mapped');
+  });
+
   test('an IPv4-mapped IPv6 network entry trusts the IPv4 network', () => {
     const mapped = new RelayPolicy(relaySchema.parse({ trustedNetworks: ['::ffff:192.0.2.0/120', '203.0.113.9'] }));
     assert.equal(mapped.isTrusted({ address: '192.0.2.200', hostname: '', authUser: undefined }), true);
