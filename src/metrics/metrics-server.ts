@@ -22,6 +22,8 @@ export interface MetricsServerOptions {
   readonly offenders?: TopOffenders;
   /** Called when a request handler throws (e.g. a failing collect()); the client gets a 500 either way. */
   readonly onError?: (error: unknown) => void;
+  /** A connection idle this long, or a request not complete by then, is closed (ms). Default 10 s. */
+  readonly idleTimeoutMs?: number;
 }
 
 export interface OffendersBody {
@@ -41,6 +43,10 @@ export class MetricsListenError extends Error {
   }
 }
 
+const MAX_CONNECTIONS = 64;
+const REQUEST_TIMEOUT_MS = 10_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
 export class MetricsServer {
   private readonly options: MetricsServerOptions;
   private readonly server: Server;
@@ -55,9 +61,19 @@ export class MetricsServer {
         else res.destroy();
       });
     });
+    // A scraper needs a connection or two and answers in milliseconds. Bounded so that a flood of idle or slow
+    // connections cannot take the descriptors the milter needs for mail: over the limit a connection is
+    // closed at once, and a request must arrive whole within seconds.
+    const idleMs = options.idleTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.server.maxConnections = MAX_CONNECTIONS;
+    this.server.headersTimeout = idleMs;
+    this.server.requestTimeout = idleMs;
+    this.server.keepAliveTimeout = Math.min(KEEP_ALIVE_TIMEOUT_MS, idleMs);
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
+      // An idle connection that never sends a request is not covered by the request timeouts.
+      socket.setTimeout(idleMs, () => socket.destroy());
     });
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { GatewayMetrics, type HealthReport } from 'postfix-milter-ts/metrics/gateway-metrics.js';
 import { MetricsServer, type OffendersBody } from 'postfix-milter-ts/metrics/metrics-server.js';
@@ -155,4 +156,29 @@ describe('MetricsServer', () => {
     assert.ok(Date.now() - started < 2000, 'idle keep-alive connections do not hold close() up');
     await assert.rejects(get(p, '/healthz'));
   });
+});
+
+test('a flood of idle connections is bounded: beyond 64 a connection is closed at once, idle ones after the timeout', async () => {
+  const metrics = new GatewayMetrics({ version: '0.0.0-test', maxSessions: 10, defaultMetrics: false });
+  const server = new MetricsServer({ metrics, health: () => ({ healthy: true }), idleTimeoutMs: 300 });
+  const { port } = await server.listen(0);
+  const open = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', reject);
+    });
+  const closed = (s: net.Socket): Promise<number> => new Promise((resolve) => (s.destroyed ? resolve(0) : s.once('close', () => resolve(Date.now()))));
+  try {
+    const idle = await Promise.all(Array.from({ length: 64 }, open));
+    const extra = await open();
+    const t0 = Date.now();
+    const extraClosedAt = await closed(extra);
+    assert.ok(extraClosedAt - t0 < 200, 'the 65th connection is closed at once');
+    const idleClosedAt = await Promise.all(idle.map(closed));
+    assert.ok(idleClosedAt.every((t) => t - t0 < 2000), 'idle connections are closed after the timeout');
+    // Then /metrics answers again.
+    assert.equal((await get(port, '/metrics')).status, 200);
+  } finally {
+    await server.close();
+  }
 });
