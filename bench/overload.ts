@@ -13,6 +13,7 @@ import { ClamdInstance, EICAR } from '../test/harness/clamd-instance.js';
 import { GatewayProcess } from '../test/harness/gateway-process.js';
 import { PostfixInstance } from '../test/harness/postfix-instance.js';
 import { SmtpClient } from '../test/harness/smtp-client.js';
+import { OVERLOAD_REASONS } from 'postfix-milter-ts/metrics/gateway-metrics.js';
 
 const OVERLOAD_SECONDS = Number(process.argv[2] ?? 20);
 const CAPACITY_SECONDS = 6;
@@ -257,7 +258,7 @@ try {
 
   const window = sent.slice(overloadStart).filter((r) => r.startedAt < dropAt);
   const count = (o: Outcome): number => window.filter((r) => r.outcome === o).length;
-  const reasons = ['max-sessions', 'scan-queue-full', 'clamd-unavailable', 'memory-limit'];
+  const reasons = OVERLOAD_REASONS;
   const overloadByReason = Object.fromEntries(
     reasons.map((r) => {
       const key = `pmt_overload_tempfails_total{reason="${r}"}`;
