@@ -1,14 +1,14 @@
 // The effective config written back as a config file would say it: durations and sizes with their units, so
 // `check-config`'s output can be saved and used as it is (read back, a bare number is seconds for a duration).
 import type { z } from 'zod';
-import { formatDuration, formatSize, unitOf } from './units.js';
+import { formatDuration, formatSize, unitOf, wrappedSchema } from './units.js';
 
 /** The keys' schemas of the mapping `schema` reads `value` with (for a union: the option that has all its keys). */
 function shapeOf(schema: z.ZodType, value: object): Record<string, z.ZodType> | undefined {
-  const def = schema.def as { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; in?: z.ZodType; options?: z.ZodType[] };
+  const def = schema.def as { type: string; shape?: Record<string, z.ZodType>; options?: z.ZodType[] };
   if (def.type === 'object') return def.shape;
-  if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional' || def.type === 'nullable') && def.innerType) return shapeOf(def.innerType, value);
-  if (def.type === 'pipe' && def.in) return shapeOf(def.in, value);
+  const inner = wrappedSchema(schema);
+  if (inner !== undefined) return shapeOf(inner, value);
   if (def.type === 'union' && def.options) {
     for (const option of def.options) {
       const shape = shapeOf(option, value);

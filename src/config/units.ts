@@ -50,9 +50,15 @@ export function parsedString(parse: (value: string) => unknown): z.ZodType<strin
 export function unitOf(schema: z.ZodType): 'duration' | 'size' | undefined {
   if (schema === durationInput) return 'duration';
   if (schema === sizeInput) return 'size';
+  const inner = wrappedSchema(schema);
+  return inner === undefined ? undefined : unitOf(inner);
+}
+
+/** The schema a default, an optional, a nullable or a pipe (its input side) wraps; undefined for others. */
+export function wrappedSchema(schema: z.ZodType): z.ZodType | undefined {
   const def = schema.def as { type: string; in?: z.ZodType; innerType?: z.ZodType };
-  if (def.type === 'pipe' && def.in) return unitOf(def.in);
-  if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional' || def.type === 'nullable') && def.innerType) return unitOf(def.innerType);
+  if (def.type === 'pipe') return def.in;
+  if (def.type === 'default' || def.type === 'prefault' || def.type === 'optional' || def.type === 'nullable') return def.innerType;
   return undefined;
 }
 
