@@ -38,6 +38,12 @@ export interface MilterServerOptions {
   readonly negotiationTimeoutMs?: number;
   /** Largest packet accepted; a larger length field closes the connection. Default 1 MiB. */
   readonly maxFrameLength?: number;
+  /**
+   * Bytes of incomplete packets held for all connections together. Past it, the connection whose packet would
+   * hold more is closed: without it, every session could hold a packet of maxFrameLength less a byte. MTAs
+   * write a packet at once, so their partial packets are small and short-lived. Default 64 MiB.
+   */
+  readonly maxBufferedBytes?: number;
   /** Interval of progress packets while a hook works (ms). Default 5000 (Sendmail's read timeout is 10 s). */
   readonly progressIntervalMs?: number;
   /** Mode of a UNIX socket file. Default 0o660. */
@@ -105,6 +111,8 @@ export class MilterServer<S> {
   private filter: MilterFilter<S>;
   private nextId = 1;
   private active = 0;
+  /** Bytes of incomplete packets held by all connections' decoders. */
+  private bufferedBytes = 0;
   private listening: ListenAddress | undefined;
   private closing: Promise<void> | undefined;
   /** The inode of the UNIX socket file we bound, so that closing removes only that file. */
@@ -118,6 +126,7 @@ export class MilterServer<S> {
       packetTimeoutMs: options.packetTimeoutMs ?? Math.min(options.idleTimeoutMs ?? 7_210_000, 60_000),
       negotiationTimeoutMs: options.negotiationTimeoutMs ?? Math.min(options.packetTimeoutMs ?? options.idleTimeoutMs ?? 7_210_000, 10_000),
       maxFrameLength: options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH,
+      maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
       progressIntervalMs: options.progressIntervalMs ?? 5000,
       unixSocketMode: options.unixSocketMode ?? 0o660,
       acceptsPerTurn: options.acceptsPerTurn ?? 1,
@@ -309,11 +318,21 @@ export class MilterServer<S> {
     };
     socket.on('data', (chunk: Buffer) => {
       let frames;
+      const heldBefore = decoder.bufferedBytes;
       try {
         frames = decoder.push(chunk);
       } catch (e) {
         clearPacketTimer();
         session.fail(e);
+        socket.destroy();
+        return;
+      }
+      this.bufferedBytes += decoder.bufferedBytes - heldBefore;
+      if (decoder.bufferedBytes > heldBefore && this.bufferedBytes > this.options.maxBufferedBytes) {
+        clearPacketTimer();
+        session.fail(
+          new MilterProtocolError('frame-too-large', `incomplete packets of all connections hold more than ${this.options.maxBufferedBytes} bytes; closing the one that grew (${decoder.bufferedBytes} bytes)`),
+        );
         socket.destroy();
         return;
       }
@@ -339,6 +358,7 @@ export class MilterServer<S> {
     socket.on('close', () => {
       clearPacketTimer();
       clearNegotiationTimer();
+      this.bufferedBytes -= decoder.bufferedBytes;
       this.connections.delete(conn);
       if (counts) this.active--;
       session.transportClosed();

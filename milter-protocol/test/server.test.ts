@@ -149,6 +149,34 @@ test('after a malformed packet the connection is closed outright, even if the MT
   assert.equal(socket.writable, true, 'our side is still open: the server closed on its own');
 });
 
+test('incomplete packets are bounded across connections: the one whose packet grows past the total is closed', async (t) => {
+  const { server, address } = await start(addHeaderFilter(), { maxBufferedBytes: 1000 });
+  t.after(() => server.close(100));
+  const port = Number(address.split(':').at(-1));
+  // CONNECT with a 2,000-byte host name, sent up to 600 bytes: a packet that waits for the rest.
+  const connect = encodeCommand({ type: 'connect', hostname: 'h'.repeat(2000), family: '4', port: 25, address: '192.0.2.1' });
+  const open = async (): Promise<net.Socket> => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0x1fffff }));
+    await once(socket, 'data');
+    socket.write(connect.subarray(0, 600));
+    return socket;
+  };
+  const first = await open();
+  t.after(() => first.destroy());
+  await new Promise((r) => setTimeout(r, 100));
+  const second = await open();
+  t.after(() => second.destroy());
+  await once(second, 'close');
+  assert.equal(first.destroyed, false, 'the first connection, within the total, stays');
+  // The first one's packet completes and is answered.
+  first.write(connect.subarray(600));
+  const [reply] = (await once(first, 'data')) as [Buffer];
+  assert.equal(reply.subarray(4, 5).toString('latin1'), 'c', 'CONTINUE');
+});
+
 test('a connection that sends no OPTNEG is closed after the negotiation timeout, freeing its slot', async (t) => {
   const { server, address } = await start(addHeaderFilter(), { negotiationTimeoutMs: 200, maxSessions: 1 });
   t.after(() => server.close(100));
