@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { formatSyslogMessage } from 'postfix-milter-ts/syslog-destination.js';
 import { freeLoopbackPort } from '../harness/free-port.js';
+import { waitFor } from '../harness/wait-for.js';
 
 const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 let dir = '';
@@ -38,16 +39,6 @@ function exitWithin(child: ChildProcess, ms: number): Promise<number | string> {
   });
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 // <22>: facility mail (2) * 8 + severity info (6); the message is pino's JSON line.
 const LISTENING = /^<22>\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ postfix-milter-ts\[\d+\]: \{.*"msg":"milter listening".*\}$/;
 
@@ -68,11 +59,11 @@ test('UDP: one JSON line per datagram, facility mail', async () => {
   await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
   const child = await startMilter('udp', socket.address().port);
   try {
-    const line = await waitFor('"milter listening" over UDP', () => got.find((g) => g.includes('milter listening')));
+    const line = await waitFor('"milter listening" over UDP', () => got.find((g) => g.includes('milter listening')), 10_000);
     assert.match(line, LISTENING);
     child.kill('SIGTERM');
     assert.equal(await exitWithin(child, 10_000), 0);
-    await waitFor('"stopped" over UDP', () => got.find((g) => g.includes('"msg":"stopped"')));
+    await waitFor('"stopped" over UDP', () => got.find((g) => g.includes('"msg":"stopped"')), 10_000);
   } finally {
     child.kill('SIGKILL');
     socket.close();
@@ -85,10 +76,10 @@ test('TCP: every message ends with a newline, so a syslog daemon can split the s
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const child = await startMilter('tcp', (server.address() as net.AddressInfo).port);
   try {
-    await waitFor('"milter listening" over TCP', () => (stream.includes('milter listening') ? true : undefined));
+    await waitFor('"milter listening" over TCP', () => (stream.includes('milter listening') ? true : undefined), 10_000);
     child.kill('SIGTERM');
     assert.equal(await exitWithin(child, 10_000), 0);
-    await waitFor('"stopped" over TCP', () => (stream.includes('"msg":"stopped"') ? true : undefined));
+    await waitFor('"stopped" over TCP', () => (stream.includes('"msg":"stopped"') ? true : undefined), 10_000);
     const messages = stream.split('\n');
     assert.equal(messages.at(-1), '', 'the stream ends with a newline');
     assert.ok(messages.length >= 4, stream);
