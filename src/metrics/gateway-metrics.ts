@@ -17,6 +17,9 @@ import { parseVirusName, VIRUS_CATEGORIES, VIRUS_PLATFORMS, type VirusNameParts 
 
 export const METRIC_PREFIX = 'pmt_';
 
+/** prom-client's default gauges whose names end in `_total` (removed; see the constructor). */
+const LEGACY_TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export const MESSAGE_VERDICTS = ['accept', 'reject', 'tempfail', 'discard', 'quarantine'] as const;
 export type MessageVerdict = (typeof MESSAGE_VERDICTS)[number];
 
@@ -217,7 +220,12 @@ export class GatewayMetrics {
     for (const reason of OVERLOAD_REASONS) this.overloadTempfails.inc({ reason }, 0);
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
 
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client also exports these counts as gauges named `_total`, which Prometheus reserves for counters
+      // (`promtool check metrics` flags them); the same numbers stay in `nodejs_active_{handles,requests,resources}`.
+      for (const name of LEGACY_TOTAL_GAUGES) this.registry.removeSingleMetric(name);
+    }
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import type { ProtocolErrorKind } from '@postfix-milter-ts/protocol';
 import {
@@ -10,6 +12,8 @@ import {
   RECIPIENT_OUTCOMES,
   type GatewayMetricsOptions,
 } from 'postfix-milter-ts/metrics/gateway-metrics.js';
+
+const PROMTOOL = '/usr/bin/promtool';
 
 function make(extra: Partial<GatewayMetricsOptions> = {}): GatewayMetrics {
   return new GatewayMetrics({ version: '1.2.3', maxSessions: 50, bannedExtensions: ['exe', '.SCR', 'js'], defaultMetrics: false, ...extra });
@@ -49,6 +53,14 @@ describe('GatewayMetrics', () => {
     assert.match(text, /^process_cpu_user_seconds_total \d/m);
     assert.match(text, /^nodejs_heap_size_used_bytes \d/m);
     assert.doesNotMatch(await make().metrics(), /^process_cpu_user_seconds_total/m);
+  });
+
+  test('promtool finds nothing to lint in the whole exposition, Node defaults included', { skip: !existsSync(PROMTOOL) && 'promtool not installed' }, async () => {
+    const text = await make({ defaultMetrics: true }).metrics();
+    assert.match(text, /^nodejs_active_handles\{/m);
+    const lint = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(lint.status, 0, lint.stdout + lint.stderr);
+    assert.equal((lint.stdout + lint.stderr).trim(), '');
   });
 
   test('every metric of ours carries the pmt_ prefix', async () => {
