@@ -89,6 +89,10 @@ const MAX_QUEUED_BYTES = 256 * 1024;
 // must not make us buffer replies without bound.
 const MAX_WRITE_BACKLOG = 1024 * 1024;
 
+// An MTA (or test tool) may close its sending side right after end of message and wait for the verdict: the
+// socket stays writable after EOF, and the session ends once what arrived has been answered.
+const HALF_OPEN = { allowHalfOpen: true } as const;
+
 // Connections beyond maxSessions still get a polite 4xx, up to this many; past that they are dropped.
 const OVERFLOW_ALLOWANCE = 64;
 
@@ -134,7 +138,7 @@ export class MilterServer<S> {
     };
     this.afterTcpRead = options.afterTcpRead;
     this.duplicateDescriptor = options.duplicateDescriptor;
-    this.server = net.createServer((socket) => this.accept(socket));
+    this.server = net.createServer(HALF_OPEN, (socket) => this.accept(socket));
   }
 
   /** Sessions opened from now on use this filter; sessions already open keep theirs. */
@@ -185,7 +189,7 @@ export class MilterServer<S> {
     while (this.acceptHandles < this.options.acceptsPerTurn) {
       const copy = this.duplicateDescriptor(fd);
       if (copy < 0) return;
-      const extra = net.createServer((socket) => this.accept(socket));
+      const extra = net.createServer(HALF_OPEN, (socket) => this.accept(socket));
       try {
         await new Promise<void>((resolve, reject) => {
           extra.once('error', reject);
@@ -352,6 +356,7 @@ export class MilterServer<S> {
     socket.on('drain', () => {
       if (session.queuedFrames <= MAX_QUEUED_FRAMES && session.queuedBytes <= MAX_QUEUED_BYTES) socket.resume();
     });
+    socket.on('end', () => session.inputEnded());
     socket.on('error', () => {
       // Reset by the peer and similar: the 'close' event that follows does the cleanup.
     });

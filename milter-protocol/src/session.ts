@@ -175,6 +175,8 @@ export class MilterSession<S> implements SessionContext<S> {
   private queuedPayloadBytes = 0;
   private busy = false;
   private ended = false;
+  /** The MTA will send nothing more (EOF); what it sent is still handled and answered. */
+  private inputDone = false;
   private cleanedUp = false;
   /** A verdict from a stage whose reply was waived, given at every later answered command of the message. */
   private heldVerdict: Verdict | undefined;
@@ -248,7 +250,16 @@ export class MilterSession<S> implements SessionContext<S> {
     if (!this.busy) this.pump();
   }
 
-  /** The transport went away (EOF, error, timeout): end the message and the session. */
+  /**
+   * The MTA closed its sending side (half-close): what it sent is still handled and answered, as if a QUIT
+   * followed, so an end-of-message sent just before EOF still gets its verdict.
+   */
+  inputEnded(): void {
+    this.inputDone = true;
+    if (!this.busy) this.pump();
+  }
+
+  /** The transport went away (error, timeout, both sides closed): end the message and the session. */
   transportClosed(): void {
     this.stopProgress();
     if (this.ended) return;
@@ -294,6 +305,10 @@ export class MilterSession<S> implements SessionContext<S> {
     this.queue = [];
     this.head = 0;
     this.queuedPayloadBytes = 0;
+    if (this.inputDone && !this.ended) {
+      this.ended = true;
+      this.transport.end();
+    }
     if (this.ended) void this.cleanup();
     else this.options.drained?.();
   }
