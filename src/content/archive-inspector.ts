@@ -1,35 +1,18 @@
 // Lists zip archives held in memory (yauzl, lazy entries, never extracted to disk): member names go
-// through the same name rules as attachments, member content through magic detection, nested zips are
+// through the same name rules as attachments, member content through magic detection, nested archives are
 // opened to a configured depth, and member-count, expanded-size and compression-ratio limits stop bombs.
-// Other archive formats (rar, 7z, …) are recognised by magic but not listed: clamd looks inside them.
+// Other archive formats (RAR, 7z, …) are listed by 7-Zip (seven-zip-inspector.ts), names only.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import { inflateRawSync } from 'node:zlib';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
-import type { ArchiveLimits } from './attachment-config.js';
+import { type ArchiveContext, type ArchiveReport, unlistable } from './archive-context.js';
 import { type ContentRules, checkContent } from './content-rules.js';
 import type { Finding } from './finding.js';
 import { MAGIC_HEAD_BYTES, detectType } from './magic.js';
 import { type NameRules, checkName } from './name-rules.js';
+import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
 import { localHeaderNames, memberNames } from './zip-names.js';
-
-export interface ArchiveContext {
-  readonly limits: ArchiveLimits;
-  readonly names: NameRules;
-  readonly content: ContentRules;
-  /** Expanded bytes still allowed for this message (shared by every archive in it). */
-  readonly budget: { expandedLeft: number };
-  /** Set by abort(): stop at the next entry. */
-  readonly cancelled: () => boolean;
-}
-
-export interface ArchiveReport {
-  readonly findings: Finding[];
-  /** Members listed, nested ones included. */
-  readonly members: number;
-  /** Every member name seen, nested ones included (so the local-header sweep of an outer zip skips them). */
-  readonly listed: ReadonlySet<string>;
-}
 
 const YIELD_EVERY_ENTRIES = 32;
 const BOMB_MIN_BYTES = 1024 * 1024;
@@ -135,9 +118,6 @@ async function readUpTo(stream: Readable, max: number): Promise<{ bytes: Buffer;
   return { bytes: complete ? all : all.subarray(0, max), complete };
 }
 
-function unlistable(ctx: ArchiveContext, rule: string, name: string, path: string): Finding[] {
-  return ctx.limits.unlistable === 'reject' ? [{ kind: 'archive-limit', rule, name, path }] : [];
-}
 
 const END_OF_CENTRAL_DIRECTORY = Buffer.from('PK\x05\x06', 'latin1');
 const CENTRAL_HEADER_SIGNATURE = 0x02014b50;
@@ -245,7 +225,7 @@ export async function inspectZip(buf: Buffer, name: string, path: string, depth:
       }
       const detected = detectType(head.length > MAGIC_HEAD_BYTES ? head.subarray(0, MAGIC_HEAD_BYTES) : head);
       findings.push(...checkContent(detected, names, '', ctx.content, memberPath));
-      if (detected !== 'zip') continue;
+      if (detected !== 'zip' && !isListedBySevenZip(detected)) continue;
       if (depth >= limits.maxDepth) {
         findings.push({ kind: 'archive-limit', rule: 'archive-depth', name: shown, path: memberPath });
         continue;
@@ -268,7 +248,7 @@ export async function inspectZip(buf: Buffer, name: string, path: string, depth:
           continue;
         }
       }
-      const nested = await inspectZip(inner, shown, memberPath, depth + 1, ctx);
+      const nested = detected === 'zip' ? await inspectZip(inner, shown, memberPath, depth + 1, ctx) : await inspectWithSevenZip(inner, shown, memberPath, ctx);
       findings.push(...nested.findings);
       members += nested.members;
       for (const n of nested.listed) listedNames.add(n);

@@ -1,7 +1,7 @@
 // The `attachments` section of the configuration: which names and real types are refused, and the limits
 // of archive and nested-message inspection.
 import { z } from 'zod';
-import { byteSize } from '../config/units.js';
+import { byteSize, duration } from '../config/units.js';
 import { DEFAULT_BANNED_EXTENSIONS } from './banned-extensions.js';
 import { DANGEROUS_TYPE_LABELS, DEFAULT_DANGEROUS_TYPES } from './magic.js';
 
@@ -27,6 +27,12 @@ export const archiveLimitsSchema = z
     maxBytes: byteSize.refine((n) => n >= 1024, 'at least 1K').default(16 * 1024 * 1024),
     /** A member whose uncompressed/compressed ratio is above this (and is over 1 MiB) is a decompression bomb. */
     maxCompressionRatio: z.number().min(2).default(200),
+    /**
+     * Longest 7-Zip may take to list one RAR, 7z, CAB, ARJ, LZH or tar archive (a header bomb is stopped here
+     * and the archive counts as unlistable). Archives wait for one another; one that cannot start within this
+     * time tempfails the message.
+     */
+    listTimeout: duration.refine((ms) => ms >= 100, 'at least 100ms').default(10_000),
     /** Password-protected members hide their content: MailScanner refuses them by default, so do we. */
     encrypted: policy.default('reject'),
     /** An archive we cannot list (over maxBytes, corrupt, over a limit): refusing is the safe default. */

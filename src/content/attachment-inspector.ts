@@ -10,7 +10,8 @@
 // only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
 import type { AttachmentsConfig } from './attachment-config.js';
-import { type ArchiveContext, inspectZip, zipStartOffset } from './archive-inspector.js';
+import type { ArchiveContext } from './archive-context.js';
+import { inspectZip, zipStartOffset } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
@@ -20,6 +21,8 @@ import { type LeafPart, type LeafSink, MimeLeafSplitter } from './mime-leaf-spli
 import { PlainBodyWatch, plainTextBody } from './plain-text-shortcut.js';
 import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
+import { type ArchiveLister, sharedArchiveLister } from './seven-zip-lister.js';
+import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
 import { type DecodedSink, UuencodeScanner } from './uuencode.js';
 
 interface Shared {
@@ -206,14 +209,14 @@ class MessageWalker {
   }
 
   /**
-   * Lists a zip part: one that starts as a zip, or one named or declared a zip with a zip at its end (unzip and
-   * 7-Zip open a zip behind other bytes, as in a self-extractor). Returns the member count, or undefined when
-   * there is no zip to list.
+   * Lists an archive part: a zip, a zip at the end of a part named or declared a zip (unzip and 7-Zip open a
+   * zip behind other bytes, as in a self-extractor), or a format 7-Zip lists. Returns the member count, or
+   * undefined when there is no archive to list.
    */
   private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
-    const whole = collector.wholeZip();
+    const whole = collector.wholeArchive();
     const shared = this.shared;
-    if (detected !== 'zip') {
+    if (detected !== 'zip' && !isListedBySevenZip(detected)) {
       const start = whole ? zipStartOffset(whole) : undefined;
       if (whole === undefined || start === undefined) return undefined;
       const listing = await inspectZip(whole.subarray(start), name, `${path} > ${name}`, 1, shared.archive);
@@ -224,7 +227,8 @@ class MessageWalker {
       if (collector.tooLarge && shared.config.archives.unlistable === 'reject') report.findings.push({ kind: 'archive-limit', rule: 'archive-too-large', name, path });
       return undefined;
     }
-    const listing = await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive);
+    const listing =
+      detected === 'zip' ? await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive) : await inspectWithSevenZip(whole, name, `${path} > ${name}`, shared.archive);
     report.findings.push(...listing.findings);
     return listing.members;
   }
@@ -285,7 +289,8 @@ export class AttachmentInspector {
   private mode: 'headers' | 'shortcut' | 'walk';
   private shortcut: { readonly contentType: string; readonly body: PlainBodyWatch; readonly magic: ContentCollector } | undefined;
 
-  constructor(config: AttachmentsConfig) {
+  /** `lister`: lists the archive formats other than zip (the process's shared 7-Zip worker by default). */
+  constructor(config: AttachmentsConfig, lister: ArchiveLister = sharedArchiveLister) {
     const { names, content } = compiledRules(config);
     this.shared = {
       config,
@@ -297,6 +302,7 @@ export class AttachmentInspector {
         content,
         budget: { expandedLeft: config.archives.maxExpandedBytes },
         cancelled: () => this.shared.aborted,
+        lister,
       },
       leafParts: 0,
       aborted: false,

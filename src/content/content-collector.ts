@@ -1,14 +1,21 @@
 // Keeps what inspection needs of a part's decoded content, and no more: the first bytes and last bytes
-// (magic detection), and the whole content only when it starts like a zip or is named or declared one (a zip
-// may sit behind other bytes), up to the archive size limit.
-import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES } from './magic.js';
+// (magic detection), and the whole content only when it starts like an archive we list or is named or declared
+// a zip (a zip may sit behind other bytes), up to the archive size limit.
+import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, detectType } from './magic.js';
+import { isListedBySevenZip } from './seven-zip-inspector.js';
 
-const ZIP_STARTS = [Buffer.from('PK\x03\x04', 'latin1'), Buffer.from('PK\x05\x06', 'latin1'), Buffer.from('PK\x07\x08', 'latin1')];
+// Enough to recognise every listed format (tar's mark is at byte 257).
+const ARCHIVE_MAGIC_BYTES = 512;
+
+function startsLikeListedArchive(head: Buffer): boolean {
+  const type = detectType(head);
+  return type === 'zip' || isListedBySevenZip(type);
+}
 
 export class ContentCollector {
   /** Decoded bytes seen. */
   size = 0;
-  /** The content was a zip larger than the archive limit: only its head was kept. */
+  /** The content was an archive larger than the archive limit: only its head was kept. */
   tooLarge = false;
   private chunks: Buffer[] = [];
   private kept = 0;
@@ -35,11 +42,7 @@ export class ContentCollector {
       this.chunks.push(take);
       this.kept += take.length;
     }
-    if (this.whole === undefined && this.kept >= 4) {
-      const start = this.head().subarray(0, 4);
-      this.whole = ZIP_STARTS.some((sig) => sig.equals(start));
-      if (!this.whole) this.trimToHead();
-    }
+    if (this.whole === undefined && this.kept >= ARCHIVE_MAGIC_BYTES) this.decide();
     if (this.whole === true && this.size > this.maxArchiveBytes && !this.tooLarge) {
       this.tooLarge = true;
       this.trimToHead();
@@ -56,8 +59,9 @@ export class ContentCollector {
     return this.tailBuf;
   }
 
-  /** The whole content when it is (or may hold) a zip within the limit, else undefined. */
-  wholeZip(): Buffer | undefined {
+  /** The whole content when it is (or may hold) an archive within the limit, else undefined. */
+  wholeArchive(): Buffer | undefined {
+    if (this.whole === undefined) this.decide();
     if (this.whole !== true || this.tooLarge) return undefined;
     return Buffer.concat(this.chunks, this.kept);
   }
@@ -65,6 +69,11 @@ export class ContentCollector {
   release(): void {
     this.chunks = [];
     this.kept = 0;
+  }
+
+  private decide(): void {
+    this.whole = startsLikeListedArchive(this.head());
+    if (!this.whole) this.trimToHead();
   }
 
   private trimToHead(): void {

@@ -13,6 +13,8 @@ import { PostfixInstance } from '../harness/postfix-instance.js';
 import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
 import { buildMessage } from '../harness/mail-builder.js';
 import { run } from '../harness/run-command.js';
+import { makeRar } from '../unit/content/rar-writer.js';
+import { makeWithSevenZip } from '../unit/content/seven-zip-writer.js';
 import { makeZip } from '../unit/content/zip-writer.js';
 
 const MAX_SCAN = 900 * 1024;
@@ -122,6 +124,21 @@ describe('real clamd behind real Postfix', () => {
     const line = await gateway.waitForLog((l) => l.msg === 'message', 5000, from);
     assert.deepEqual(line['reasons'], [`virus: ${SIGNATURES.eicar}`]);
     await assertNothingDelivered(postfix, subject);
+  });
+
+  test('a RAR whose member is an executable: 554 naming the member, nothing delivered; a clean 7z is delivered', async () => {
+    const refused = 'exe in a rar';
+    const rar = makeRar([{ name: 'scans/invoice.exe', data: 'MZ harmless stand-in' }, { name: 'readme.txt', data: 'hi' }]);
+    const { result } = await send(postfix, withAttachment(refused, 'scans.rar', 'application/vnd.rar', rar));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: .*invoice\.exe/);
+    await assertNothingDelivered(postfix, refused);
+
+    const clean = 'clean 7z';
+    const sevenZip = await makeWithSevenZip('7z', [{ name: 'report.pdf', data: '%PDF-1.4\n%%EOF\n' }]);
+    const delivered = await send(postfix, withAttachment(clean, 'report.7z', 'application/x-7z-compressed', sevenZip));
+    assert.equal(delivered.result.final?.code, 250, JSON.stringify(delivered.result));
+    accepted.push(clean);
   });
 
   test('the worm signature in an executable attachment: 554 naming the worm, nothing delivered', async () => {

@@ -1,0 +1,146 @@
+// Lists archives other than zip (RAR, 7z, CAB, ARJ, LZH, tar) with 7-Zip in a worker thread, one at a time.
+// A listing that runs past its time limit is the archive's fault (a header bomb): the worker is stopped and the
+// archive reported unreadable. A listing that cannot even start in time is overload: the caller tempfails.
+// The worker starts on the first archive and stops after a quiet minute, so gateways that never see such
+// archives never load 7-Zip.
+import { Worker } from 'node:worker_threads';
+import type { SevenZipListing, SevenZipRequest } from './seven-zip-listing.js';
+
+export interface ArchiveLister {
+  /** Lists `data`; rejects (the message is tempfailed) only when the lister is too busy to start in time. */
+  list(data: Buffer, maxMembers: number, timeoutMs: number): Promise<SevenZipListing>;
+}
+
+export class ArchiveListerBusyError extends Error {
+  override readonly name = 'ArchiveListerBusyError';
+}
+
+interface Job {
+  readonly request: SevenZipRequest;
+  readonly timeoutMs: number;
+  readonly resolve: (listing: SevenZipListing) => void;
+  readonly reject: (e: Error) => void;
+  waitTimer?: NodeJS.Timeout;
+}
+
+export interface SevenZipListerOptions {
+  /** Archives waiting for the worker before new ones are refused as overload. */
+  readonly maxWaiting?: number;
+  /** The worker stops after this long without work. */
+  readonly idleMs?: number;
+}
+
+const WORKER_URL = new URL('./seven-zip-worker.js', import.meta.url);
+
+export class SevenZipLister implements ArchiveLister {
+  private worker: Worker | undefined;
+  private readonly waiting: Job[] = [];
+  private running: { job: Job; timer: NodeJS.Timeout } | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private nextId = 1;
+  private readonly maxWaiting: number;
+  private readonly idleMs: number;
+
+  constructor(options: SevenZipListerOptions = {}) {
+    this.maxWaiting = options.maxWaiting ?? 32;
+    this.idleMs = options.idleMs ?? 60_000;
+  }
+
+  /** Workers started so far (a restart after a time-out or crash counts). */
+  workersStarted = 0;
+
+  list(data: Buffer, maxMembers: number, timeoutMs: number): Promise<SevenZipListing> {
+    if (this.waiting.length >= this.maxWaiting) {
+      return Promise.reject(new ArchiveListerBusyError(`${this.waiting.length} archives already wait to be listed`));
+    }
+    return new Promise((resolve, reject) => {
+      // A copy: `data` may be a slice of a pooled buffer, which must not be handed to another thread.
+      const job: Job = { request: { id: this.nextId++, data: new Uint8Array(data), maxMembers }, timeoutMs, resolve, reject };
+      job.waitTimer = setTimeout(() => {
+        const at = this.waiting.indexOf(job);
+        if (at >= 0) this.waiting.splice(at, 1);
+        reject(new ArchiveListerBusyError(`no archive lister free within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.push(job);
+      this.dispatch();
+    });
+  }
+
+  /** Stops the worker; archives waiting are refused as busy. */
+  async close(): Promise<void> {
+    for (const job of this.waiting.splice(0)) {
+      clearTimeout(job.waitTimer);
+      job.reject(new ArchiveListerBusyError('the archive lister is closing'));
+    }
+    if (this.running) this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: 'the archive lister closed' });
+    clearTimeout(this.idleTimer);
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+
+  private dispatch(): void {
+    if (this.running) return;
+    const job = this.waiting.shift();
+    if (job === undefined) {
+      this.idleTimer ??= setTimeout(() => this.stopIdleWorker(), this.idleMs).unref();
+      return;
+    }
+    clearTimeout(job.waitTimer);
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    const worker = this.ensureWorker();
+    const timer = setTimeout(() => {
+      this.stopWorker();
+      this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: `listing took longer than ${job.timeoutMs} ms` });
+    }, job.timeoutMs);
+    this.running = { job, timer };
+    worker.postMessage(job.request);
+  }
+
+  private finish(listing: SevenZipListing): void {
+    const running = this.running;
+    if (!running) return;
+    this.running = undefined;
+    clearTimeout(running.timer);
+    running.job.resolve(listing);
+    this.dispatch();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    // Its own heap limit: the worker holds at most one archive (archives.maxBytes) and its listing.
+    const worker = new Worker(WORKER_URL, { resourceLimits: { maxOldGenerationSizeMb: 256 } });
+    this.workersStarted++;
+    worker.on('message', (reply: { id: number; listing: SevenZipListing }) => {
+      if (this.worker === worker && this.running?.job.request.id === reply.id) this.finish(reply.listing);
+    });
+    const lost = (why: string): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: `the 7-Zip worker stopped: ${why}` });
+    };
+    worker.on('error', (e) => lost(e.message));
+    worker.on('exit', (code) => lost(`exit code ${code}`));
+    // After the listeners (adding a 'message' listener refs the worker again): the worker never keeps the
+    // process alive, so `scan` exits when its work is done.
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  private stopWorker(): void {
+    const worker = this.worker;
+    this.worker = undefined;
+    void worker?.terminate();
+  }
+
+  private stopIdleWorker(): void {
+    this.idleTimer = undefined;
+    if (this.running || this.waiting.length > 0) return;
+    this.stopWorker();
+  }
+}
+
+/** The process's lister: every inspection shares one worker. */
+export const sharedArchiveLister: ArchiveLister = new SevenZipLister();
