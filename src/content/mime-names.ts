@@ -1,8 +1,10 @@
 // File names from raw MIME header lines: every `name` (Content-Type) and `filename` (Content-Disposition)
-// parameter of every occurrence of those headers, in plain, RFC 2047 encoded-word and RFC 2231
+// parameter of every occurrence of those headers, and the older `Content-Name` and `X-Sun-Data-Name` headers, in plain, RFC 2047 encoded-word and RFC 2231
 // (charset'lang'%XX, continued `*0*`, `*1`…) forms. mailsplit (and mailparser on it) keeps one value per parameter from the first
 // header only, so a sender could show one name to us and another to a mail client that reads the other
 // form (or the duplicate header); checking all forms closes that gap.
+
+import iconv from 'iconv-lite';
 
 export interface RawHeaderLine {
   /** Lower-case header name. */
@@ -18,6 +20,8 @@ function decodeBytes(bytes: Uint8Array, charset: string): string {
   try {
     return new TextDecoder(label === 'us-ascii' ? 'utf-8' : label, { fatal: false }).decode(bytes);
   } catch {
+    // Charsets the WHATWG decoder lacks but mail clients decode, UTF-7 above all (`invoice+AC4-js`).
+    if (iconv.encodingExists(label)) return iconv.decode(Buffer.from(bytes), label);
     // An unknown charset: keep the bytes readable rather than drop the name.
     return Buffer.from(bytes).toString('latin1');
   }
@@ -82,15 +86,23 @@ function stripComments(value: string): string {
   return out;
 }
 
-/** Splits `type/sub; a=b; c="d;e" (comment)` into parameters; comments and malformed pieces are skipped. */
+/**
+ * Splits `type/sub; a=b; c="d;e" (comment)` into parameters; comments and malformed pieces are skipped. Read the
+ * way Thunderbird's parser reads them: parameters start after the first `;` or `,` (`attachment, filename=…`),
+ * or at the start when the value has neither but has a parameter (`filename=…` without a type), and `,`
+ * separates them as `;` does. An unquoted value holding a comma gives both readings.
+ */
 function parseParams(raw: string): Param[] {
   const params: Param[] = [];
   const value = stripComments(raw);
-  let i = value.indexOf(';');
-  if (i === -1) return params;
+  let i = value.search(/[;,]/);
+  if (i === -1) {
+    if (!value.includes('=')) return params;
+    i = 0;
+  }
   const n = value.length;
   while (i < n) {
-    if (value[i] === ';' || value[i] === ' ' || value[i] === '\t') {
+    if (value[i] === ';' || value[i] === ',' || value[i] === ' ' || value[i] === '\t') {
       i++;
       continue;
     }
@@ -107,7 +119,8 @@ function parseParams(raw: string): Param[] {
       continue;
     }
     const eq = value.indexOf('=', i);
-    const semi = value.indexOf(';', i);
+    const rest = value.slice(i).search(/[;,]/);
+    const semi = rest === -1 ? -1 : i + rest;
     if (eq === -1 || (semi !== -1 && semi < eq)) {
       i = semi === -1 ? n : semi + 1;
       continue;
@@ -127,6 +140,8 @@ function parseParams(raw: string): Param[] {
       const end = value.slice(i).search(/[;\s(]/);
       v = end === -1 ? value.slice(i) : value.slice(i, i + end);
       i = end === -1 ? n : i + end;
+      const comma = v.indexOf(',');
+      if (comma !== -1) params.push({ attribute, value: v.slice(0, comma) });
     }
     params.push({ attribute, value: v });
   }
@@ -140,9 +155,14 @@ export function namesFromHeaderLines(lines: readonly RawHeaderLine[]): string[] 
     if (n !== '' && !names.includes(n)) names.push(n);
   };
   for (const { key, line } of lines) {
-    if (key !== 'content-type' && key !== 'content-disposition') continue;
     const unfolded = line.replace(/\r?\n(?=[ \t])/g, '');
     const value = unfolded.slice(unfolded.indexOf(':') + 1);
+    // Older headers whose whole value is a name; Thunderbird falls back to them when no parameter names the part.
+    if (key === 'content-name' || key === 'x-sun-data-name') {
+      add(decodeEncodedWords(rawToText(value.trim())));
+      continue;
+    }
+    if (key !== 'content-type' && key !== 'content-disposition') continue;
     // Sections of continued parameters, by base name: [section number, extended?, text].
     const sections = new Map<string, { nr: number; extended: boolean; text: string }[]>();
     for (const p of parseParams(value)) {

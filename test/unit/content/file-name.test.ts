@@ -98,6 +98,20 @@ describe('names from raw MIME header lines', () => {
     ['Content-Disposition: attachment; filename="quo\\"ted.exe"', ['quo"ted.exe']],
     [`Content-Disposition: attachment; filename="${Buffer.from('photo\u202Egnp.exe').toString('latin1')}"`, ['photo\u202Egnp.exe']],
     ['X-Other: filename=x.exe', []],
+    // Thunderbird starts parameters at the first `;` or `,`, or at the start when there is neither.
+    ['Content-Disposition: attachment, filename="invoice.js"', ['invoice.js']],
+    ['Content-Disposition: filename="invoice.js"', ['invoice.js']],
+    ['Content-Type: application/octet-stream, name="invoice.js"', ['invoice.js']],
+    ['Content-Type: application/octet-stream; charset=x, name=invoice.js', ['invoice.js']],
+    ['Content-Type: application/octet-stream; name=invoice.pdf,.exe', ['invoice.pdf', 'invoice.pdf,.exe']],
+    ['Content-Type: application/octet-stream', []],
+    ['Content-Disposition: attachment', []],
+    // Older headers that name the part by their whole value.
+    ['Content-Name: invoice.js', ['invoice.js']],
+    ['X-Sun-Data-Name: =?UTF-8?Q?invoice=2Ejs?=', ['invoice.js']],
+    // UTF-7, which the WHATWG decoder does not know.
+    ['Content-Type: x/y; name="=?utf-7?Q?invoice+AC4-js?="', ['invoice.js']],
+    ["Content-Disposition: attachment; filename*=utf-7''invoice+AC4-js", ['invoice.js']],
   ];
   for (const [line, names] of cases) {
     test(JSON.stringify(line), () => {
