@@ -82,6 +82,15 @@ export const ADDED_TO_UNION: Readonly<Record<string, string>> = {
   msix: 'Windows app installer, like msi',
   msixbundle: 'Windows app installer bundle, like msi',
   appinstaller: 'Windows app installer descriptor: installs from a URL it names',
+  application: 'ClickOnce deployment manifest: installs and runs an application (Outlook blocks it)',
+  'appref-ms': 'ClickOnce application reference: runs an application (Outlook blocks it)',
+  'appcontent-ms': 'Windows search content file, abused like settingcontent-ms (Outlook blocks it)',
+  'settingcontent-ms': 'Windows settings shortcut that runs a command it names (Outlook blocks it)',
+  'searchconnector-ms': 'Windows search connector: shows a remote folder of payloads as local (2024 campaigns)',
+  wsb: 'Windows Sandbox configuration: runs the command it names (Outlook blocks it)',
+  py: 'Python script: runs on a double click where Python is installed, like pyw (banned; Outlook blocks it)',
+  udl: 'Universal Data Link: opens a connection the file names (Outlook blocks it)',
+  bgi: 'BGInfo configuration: can run scripts it names (Outlook blocks it)',
 };
 
 /** The default: the peers' union minus the exclusions, plus the additions, sorted. */
