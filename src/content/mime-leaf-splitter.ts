@@ -128,7 +128,12 @@ export class MimeLeafSplitter {
     const partId = node._parentBoundary === false ? '' : (node.partNr === false ? [] : node.partNr).filter((n) => typeof n === 'number').join('.');
     const ambiguity = ambiguousHeaders(headerLines);
     if (ambiguity !== undefined) this.onAmbiguous(partId === '' ? undefined : partId, ambiguity);
-    if (contentType !== false && MULTIPART.test(contentType)) return;
+    if (contentType !== false && MULTIPART.test(contentType)) {
+      // No boundary we can split on (missing, empty, 8-bit, or after a comma: `multipart/mixed, boundary=…`):
+      // we would see no parts at all, while Thunderbird, which reads parameters after a `,` too, shows them.
+      if (node._boundary === false) this.onAmbiguous(partId === '' ? undefined : partId, 'multipart without a boundary we can split on');
+      return;
+    }
     // The type as declared: mailsplit fills in a default (or a guess from the file name) when there is none.
     const declared = contentType !== false && headerLines.some((l) => l.key === 'content-type') ? contentType : undefined;
     const sink = this.onLeaf({

@@ -49,7 +49,13 @@ describe('MimeLeafSplitter', () => {
     // Repeated headers that agree, and ordinary messages, are not ambiguous.
     const repeated = `Subject: t\r\nContent-Type: multipart/mixed; boundary="b1"\r\ncontent-type: Multipart/Mixed;\r\n boundary=b1\r\n\r\n${attachment}`;
     assert.deepEqual((await split(repeated)).ambiguous, []);
-    assert.deepEqual((await split(NESTED)).ambiguous, []);
+    assert.deepEqual((await split(NESTED)).ambiguous, ['4: multipart without a boundary we can split on']);
+    // A boundary after a comma is no boundary to mailsplit, but Thunderbird splits on it: the parts would go unseen.
+    const comma = `Subject: t\r\nContent-Type: multipart/mixed, boundary="b1"\r\n\r\n${attachment}`;
+    const split1 = await split(comma);
+    assert.deepEqual(split1.ambiguous, ['message: multipart without a boundary we can split on']);
+    assert.deepEqual(split1.leaves, []);
+    assert.deepEqual((await split(`Subject: t\r\nContent-Type: multipart/mixed; boundary=""\r\n\r\n${attachment}`)).ambiguous, ['message: multipart without a boundary we can split on']);
   });
 
   test('every leaf, numbered like IMAP, with its header lines and decoded content', async () => {
