@@ -24,7 +24,11 @@ export const DANGEROUS_TYPE_LABELS = [
 export type DangerousType = (typeof DANGEROUS_TYPE_LABELS)[number];
 /** Dangerous types no text can be: judged even in an unnamed text body (script-like ones are not). */
 export const BINARY_DANGEROUS_TYPES: ReadonlySet<RealType> = new Set<RealType>(['pe', 'elf', 'macho', 'java-class', 'lnk', 'chm', 'iso', 'vhd', 'vhdx', 'dmg', 'wim']);
-export const DEFAULT_DANGEROUS_TYPES: readonly DangerousType[] = DANGEROUS_TYPE_LABELS;
+/**
+ * All but `shebang`: a `#!` script runs on no double click (Windows opens it in an editor, Unix mail clients do
+ * not execute attachments), and developers mail shell scripts and source archives every day.
+ */
+export const DEFAULT_DANGEROUS_TYPES: readonly DangerousType[] = DANGEROUS_TYPE_LABELS.filter((t) => t !== 'shebang');
 
 export const ARCHIVE_TYPES = ['zip', 'rar', '7z', 'gzip', 'bzip2', 'xz', 'zstd', 'cab', 'ace', 'arj', 'tar', 'lzh'] as const;
 export type ArchiveType = (typeof ARCHIVE_TYPES)[number];
@@ -122,8 +126,13 @@ function classifyMarkup(lower: string): RealType | undefined {
   if (/<hta:application[\s>]/.test(lower)) return 'hta';
   const hasScript = /<script[\s>]/.test(lower) || /\son[a-z]+\s*=/.test(lower) || /javascript:/.test(lower);
   if (isSvg) return hasScript ? 'svg-script' : 'svg';
-  // HTML smuggling: script assembling a file (Blob/atob/data: URL) and triggering a download.
-  if (/<script[\s>]/.test(lower) && /\bnew\s+blob\s*\(|\batob\s*\(|mssaveoropenblob|\.download\s*=|createobjecturl/.test(lower)) return 'html-smuggling';
+  // HTML smuggling: script that hands the browser a file to save — msSaveOrOpenBlob, or a link's `download`
+  // set from script next to a file built in the page (Blob, atob, object URL). atob or Blob alone is ordinary
+  // script in saved web pages.
+  if (/<script[\s>]/.test(lower)) {
+    const builds = /\bnew\s+blob\s*\(|\batob\s*\(|createobjecturl/.test(lower);
+    if (/mssaveoropenblob/.test(lower) || (builds && /\.download\s*=/.test(lower))) return 'html-smuggling';
+  }
   return 'html';
 }
 
@@ -197,7 +206,7 @@ export function isArchiveType(t: RealType): t is ArchiveType {
 const IMAGE: readonly RealType[] = ['png', 'jpeg', 'gif', 'bmp', 'webp', 'tiff', 'ico'];
 const OFFICE_LEGACY: readonly RealType[] = ['ole', 'rtf', 'zip', 'html', 'text', 'unknown'];
 const ZIP_BASED: readonly RealType[] = ['zip'];
-const TEXT: readonly RealType[] = ['text', 'calendar', 'html', 'svg'];
+const TEXT: readonly RealType[] = ['text', 'calendar', 'html', 'svg', 'shebang'];
 
 /** What content an extension promises. Only formats we can verify; anything else makes no claim. */
 const EXTENSION_CLAIMS: Readonly<Record<string, readonly RealType[]>> = {

@@ -38,6 +38,8 @@ describe('inspectZip', () => {
     ['nested zip stored (not deflated)', () => makeZip([{ name: 'in.zip', data: makeZip([{ name: 'x.vbs', data: 'x' }]), store: true }]), ['archive-banned-member/banned-extension']],
     ['nesting deeper than maxDepth', () => makeZip([{ name: 'l2.zip', data: makeZip([{ name: 'l3.zip', data: makeZip([{ name: 'ok.txt', data: 'x' }]) }]) }]), ['archive-limit/archive-depth'], () => ctx({}, { maxDepth: 2 })],
     ['nesting within maxDepth', () => makeZip([{ name: 'l2.zip', data: makeZip([{ name: 'l3.zip', data: makeZip([{ name: 'ok.txt', data: 'x' }]) }]) }]), [], () => ctx({}, { maxDepth: 3 })],
+    ['a shell script in a source zip (shebang is not dangerous by default)', () => makeZip([{ name: 'build.sh', data: '#!/bin/sh\nmake\n' }, { name: 'notes.txt', data: '#!/bin/bash\necho\n' }]), []],
+    ['a shell script when shebang is listed in dangerousTypes', () => makeZip([{ name: 'build.sh', data: '#!/bin/sh\nmake\n' }]), ['dangerous-content/shebang'], () => ctx({ dangerousTypes: ['pe', 'shebang'] })],
     ['encrypted member (reject policy)', () => makeZip([{ name: 'secret.pdf', data: 'x', encrypted: true }]), ['encrypted-archive/encrypted-archive']],
     ['encrypted member (allow policy)', () => makeZip([{ name: 'secret.pdf', data: 'x', encrypted: true }]), [], () => ctx({}, { encrypted: 'allow' })],
     ['encrypted member names are still checked', () => makeZip([{ name: 'run.exe', data: 'x', encrypted: true }]), ['archive-banned-member/banned-extension'], () => ctx({}, { encrypted: 'allow' })],

@@ -50,6 +50,9 @@ describe('detectType', () => {
     ['HTA', Buffer.from('<html><head><HTA:APPLICATION ID="x"></head></html>'), 'hta'],
     ['HTML smuggling', Buffer.from('<html><script>var b = new Blob([atob("TVo=")]); a.download = "x.iso";</script></html>'), 'html-smuggling'],
     ['HTML with harmless script', Buffer.from('<html><script>document.title = "x"</script></html>'), 'html'],
+    ['HTML smuggling by msSaveOrOpenBlob', Buffer.from('<html><script>navigator.msSaveOrOpenBlob(b, "x.exe")</script></html>'), 'html-smuggling'],
+    ['HTML smuggling by object URL and download', Buffer.from('<html><script>a.href = URL.createObjectURL(b); a.download = "x.exe"; a.click()</script></html>'), 'html-smuggling'],
+    ['a saved web page that decodes base64 (no download)', Buffer.from('<html><script>var cfg = JSON.parse(atob("e30=")); new Blob([x]);</script></html>'), 'html'],
     ['SVG', Buffer.from('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>'), 'svg'],
     ['SVG with script', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>'), 'svg-script'],
     ['plain text', Buffer.from('hello world\r\n'), 'text'],
@@ -67,6 +70,7 @@ describe('typeContradiction', () => {
     ['pe', 'pdf', 'application/pdf', 'extension'],
     ['pe', '', 'text/plain', 'declared-type'],
     ['pe', 'dat', 'application/octet-stream', undefined], // no claim: dangerous-content covers it
+    ['shebang', 'txt', 'text/plain', undefined], // a script is text
     ['zip', 'pdf', 'application/pdf', 'extension'],
     ['zip', 'docx', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document', undefined],
     ['zip', 'xlsx', 'application/vnd.ms-excel', undefined],
