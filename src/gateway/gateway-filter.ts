@@ -13,6 +13,7 @@ import type { RateLimiter } from '../policy/rate-limiter.js';
 import type { RelayPolicy } from '../policy/relay-policy.js';
 import type { ClamdScanner } from '../scanner/clamd-scanner.js';
 import type { ScanResult } from '../scanner/scan-result.js';
+import type { ActionsConfig } from '../verdict/actions-config.js';
 import { decideContentVerdict, holdInsteadOfBounce, type ContentChecks, type ContentVerdict } from '../verdict/content-verdict.js';
 import { MessageStream } from './message-stream.js';
 
@@ -41,6 +42,8 @@ interface MessageState {
   refusal: Refusal | undefined;
   stream: MessageStream | undefined;
   scanStartedAt: number;
+  /** How often each header we add at end of message (lower-case name) was already in the message. */
+  ownHeadersSent?: Map<string, number>;
 }
 
 interface Refusal {
@@ -216,6 +219,11 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
     header(session, name, value) {
       const m = session.state.message;
       if (!m) return undefined;
+      const lower = name.toLowerCase();
+      if (ownHeaderNames(config.actions).has(lower)) {
+        m.ownHeadersSent ??= new Map();
+        m.ownHeadersSent.set(lower, (m.ownHeadersSent.get(lower) ?? 0) + 1);
+      }
       m.stream ??= openStream(m);
       return m.stream.header(name, value);
     },
@@ -300,7 +308,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         'message',
       );
       endMessage(s);
-      return apply(verdict, modify);
+      return apply(verdict, modify, m.ownHeadersSent);
     },
 
     abort(session) {
@@ -360,7 +368,23 @@ function blockedFiles(findings: readonly Finding[]): Finding[] {
   return [...byPath.values()];
 }
 
-function apply(verdict: ContentVerdict, modify: MessageModifier): Verdict {
+/** The headers end of message may add: a sender's own copies of them are removed, so none can pose as ours. */
+const ownHeaderNamesByActions = new WeakMap<ActionsConfig, ReadonlySet<string>>();
+function ownHeaderNames(actions: ActionsConfig): ReadonlySet<string> {
+  let names = ownHeaderNamesByActions.get(actions);
+  if (names === undefined) {
+    names = new Set([actions.scannedHeader.name, `${actions.tagHeaderPrefix}-Virus`, `${actions.tagHeaderPrefix}-Attachment`].map((n) => n.toLowerCase()));
+    ownHeaderNamesByActions.set(actions, names);
+  }
+  return names;
+}
+
+/** Deletes every copy of our headers the sender wrote (last first, so indexes stay right however the MTA counts). */
+function removeForgedHeaders(modify: MessageModifier, sent: ReadonlyMap<string, number> | undefined): void {
+  for (const [name, count] of sent ?? []) for (let index = count; index >= 1; index--) modify.deleteHeader(name, index);
+}
+
+function apply(verdict: ContentVerdict, modify: MessageModifier, ownHeadersSent?: ReadonlyMap<string, number>): Verdict {
   switch (verdict.action) {
     case 'reject':
       return Verdict.reject(verdict.reply);
@@ -370,9 +394,11 @@ function apply(verdict: ContentVerdict, modify: MessageModifier): Verdict {
       return Verdict.discard;
     case 'quarantine':
       modify.quarantine(verdict.quarantineReason ?? 'held by postfix-milter-ts');
+      removeForgedHeaders(modify, ownHeadersSent);
       for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
       return Verdict.accept;
     case 'accept':
+      removeForgedHeaders(modify, ownHeadersSent);
       for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
       return Verdict.accept;
   }

@@ -36,6 +36,7 @@ export interface ContentVerdict {
 }
 
 // Which of two actions wins when findings disagree: the one that keeps the mail out most firmly.
+const MAX_TAG_ATTACHMENT_HEADERS = 10;
 const STRENGTH: Record<FindingAction, number> = { reject: 5, discard: 4, quarantine: 3, tempfail: 2, tag: 1 };
 
 interface Decided {
@@ -84,7 +85,11 @@ export function decideContentVerdict(checks: ContentChecks, actions: ActionsConf
   if (strongest?.action === 'tag') {
     const headers: (readonly [string, string])[] = [];
     if (checks.virus !== undefined) headers.push([`${actions.tagHeaderPrefix}-Virus`, replySafe(checks.virus)]);
-    for (const f of checks.attachments) headers.push([`${actions.tagHeaderPrefix}-Attachment`, `${f.rule}: ${replySafe(f.name)}`]);
+    // One header per finding up to a bound: a zip of 1,500 executables must not add 1,500 headers.
+    const shown = checks.attachments.slice(0, MAX_TAG_ATTACHMENT_HEADERS);
+    for (const f of shown) headers.push([`${actions.tagHeaderPrefix}-Attachment`, `${f.rule}: ${replySafe(f.name)}`]);
+    const more = checks.attachments.length - shown.length;
+    if (more > 0) headers.push([`${actions.tagHeaderPrefix}-Attachment`, `and ${more} more`]);
     return { action: 'accept', label: 'tagged', addHeaders: headers, reasons };
   }
   const headers: (readonly [string, string])[] = [];

@@ -53,6 +53,15 @@ test('headers: scanned header on clean mail, none when switched off, tag headers
   ]);
 });
 
+test('tag headers are bounded: ten findings, then one header counting the rest', () => {
+  const many = Array.from({ length: 1500 }, (_, i) => ({ ...EXE, name: `m${i}.exe` }));
+  const headers = decideContentVerdict({ ...CLEAN, attachments: many }, { ...DEFAULTS, attachment: 'tag' }).addHeaders;
+  assert.equal(headers.length, 11);
+  assert.deepEqual(headers[0], ['X-Gateway-Attachment', 'banned-extension: m0.exe']);
+  assert.deepEqual(headers[9], ['X-Gateway-Attachment', 'banned-extension: m9.exe']);
+  assert.deepEqual(headers[10], ['X-Gateway-Attachment', 'and 1490 more']);
+});
+
 test('attacker-controlled names are made safe: controls, non-ASCII, quotes, %, length', () => {
   const evil = { ...EXE, name: `100%\u0000\r\n250 ok "r\u00e9sum\u00e9\u202Egpj.exe${'x'.repeat(300)}` };
   const v = decideContentVerdict({ ...CLEAN, attachments: [evil] }, DEFAULTS);
