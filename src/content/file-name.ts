@@ -30,8 +30,9 @@ export function normaliseFileName(raw: string): NormalisedName {
   name = name.replace(INVISIBLE, (c) => (/[\t\r\n\v\f]/.test(c) ? ' ' : ''));
   const hadWhitespaceRun = /[\s\p{Zs}]{10,}/u.test(name);
   name = name.replace(SPACE, ' ');
-  // Only the last path component is the file's name (clients strip directories; zip members carry paths).
-  name = name.replace(/^.*[\\/]/su, '');
+  // Only the last path component is the file's name (clients strip directories; zip members carry paths). A
+  // trailing separator does not make the name empty: `invoice.js/` is saved as invoice.js or invoice.js_.
+  name = name.replace(/[\\/]+$/u, '').replace(/^.*[\\/]/su, '');
   // NTFS alternate data stream suffix: `x.exe::$DATA` is x.exe.
   name = name.replace(/::\$data$/iu, '');
   // Windows ignores trailing dots and spaces, and so does the user's eye for spaces around a dot.

@@ -21,6 +21,8 @@ describe('normaliseFileName', () => {
     ['nbsp\u00A0.exe', 'nbsp.exe'],
     ['C:\\Users\\x\\evil.exe', 'evil.exe'],
     ['dir/sub/evil.exe', 'evil.exe'],
+    ['invoice.js/', 'invoice.js'], // a trailing separator does not hide the name
+    ['dir\\invoice.js\\\\', 'invoice.js'],
     ['x.exe::$DATA', 'x.exe'],
     ['Cafe\u0301.pdf', 'caf\u00e9.pdf'], // NFC
     ['', ''],
