@@ -72,7 +72,7 @@ export class ContentCollector {
   }
 
   private decide(): void {
-    this.whole = startsLikeListedArchive(this.head());
+    this.whole = startsLikeListedArchive(this.head().subarray(0, ARCHIVE_MAGIC_BYTES));
     if (!this.whole) this.trimToHead();
   }
 
