@@ -32,10 +32,17 @@ const LIST_ARGS = ['l', '-slt', '-ba', '-bsp0', '-bso1', '-bse1', '-pwrong-passw
 
 async function list(request: SevenZipRequest): Promise<SevenZipListing> {
   const lines: string[] = [];
+  // Output is kept for one member past the limit (that one says there were more), errors always: an archive
+  // of a million members must not cost a million members' worth of lines.
+  let members = 0;
+  const keep = (line: string): void => {
+    if (line.startsWith('Path = ')) members++;
+    if (members <= request.maxMembers + 1 || line.startsWith('ERROR: ')) lines.push(line);
+  };
   const module = await compiled;
   const options: Partial<SevenZipModuleOptions> & InstantiateHook = {
-    print: (line) => lines.push(line),
-    printErr: (line) => lines.push(line),
+    print: keep,
+    printErr: keep,
     instantiateWasm: (imports, ready) => {
       void WebAssembly.instantiate(module, imports).then((instance) => ready(instance, module));
       return {};
