@@ -175,3 +175,37 @@ function uuencodeLines(data: Buffer): string {
   }
   return out;
 }
+
+/** `kind/rule` of every finding, in order. */
+async function findingsOf(raw: Buffer): Promise<string[]> {
+  const r = await inspectMessage(raw, defaultAttachmentsConfig());
+  assert.equal(r.error, undefined);
+  return r.findings.map((f) => `${f.kind}/${f.rule}`);
+}
+
+describe('transfer encodings as a mail client reads them', () => {
+  const part = (encoding: string, body: string, type = 'application/octet-stream; name="report.dat"'): Buffer =>
+    message([{ headers: `Content-Type: ${type}\r\nContent-Transfer-Encoding: ${encoding}\r\n`, body }]);
+
+  test('`base64; x=1`, `base64 x` and `base64,x` are base64', async () => {
+    for (const encoding of ['base64; x=1', 'base64 x', 'base64,x']) {
+      assert.deepEqual(await findingsOf(part(encoding, SAMPLES.pe().toString('base64'))), ['dangerous-content/pe'], encoding);
+    }
+  });
+
+  test('x-uuencode, x-uue, uuencode and uue are decoded', async () => {
+    for (const encoding of ['x-uuencode', 'x-uue', 'uuencode', 'uue']) {
+      assert.deepEqual(await findingsOf(part(encoding, `begin 644 report.dat\r\n${uuencodeLines(SAMPLES.pe())}\`\r\nend`)), ['dangerous-content/pe'], encoding);
+    }
+  });
+
+  test('an encoding not understood on a binary part is ambiguous, and its names are still judged', async () => {
+    assert.deepEqual(await findingsOf(part('x-gzip64', 'H4sIAAAA', 'application/octet-stream; name="invoice.exe"')), [
+      'banned-extension/banned-extension',
+      'malformed-mime/ambiguous-structure',
+    ]);
+    assert.deepEqual(await findingsOf(part('"base64"', SAMPLES.pe().toString('base64'))), ['malformed-mime/ambiguous-structure']);
+    // A text part is shown as the text it is.
+    assert.deepEqual(await findingsOf(part('x-gzip64', 'hello', 'text/plain')), []);
+  });
+});
