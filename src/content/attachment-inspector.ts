@@ -1,5 +1,5 @@
 // Inspects a message's attachments while it streams in: every leaf MIME part (attached messages and
-// uuencoded blocks in text included) gets its names checked, its real type detected from its first
+// uuencoded and yEnc blocks in text included) gets its names checked, its real type detected from its first
 // bytes, and, when it is a zip, its members listed. One inspector per message.
 //
 //   const inspector = new AttachmentInspector(config.attachments);
@@ -23,7 +23,7 @@ import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
 import { type ArchiveLister, sharedArchiveLister } from './seven-zip-lister.js';
 import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
-import { type DecodedSink, UuencodeScanner } from './uuencode.js';
+import { type DecodedSink, type EncodedBlockKind, UuencodeScanner } from './uuencode.js';
 
 interface Shared {
   readonly config: AttachmentsConfig;
@@ -55,6 +55,13 @@ function collect(reports: readonly Report[], into: { findings: Finding[]; parts:
     into.parts.push(...r.parts);
   }
   return into;
+}
+
+/** A file encoded in a text part's body (uuencode.ts), judged like an attachment. */
+interface EncodedBlock {
+  readonly name: string;
+  readonly kind: EncodedBlockKind;
+  readonly collector: ContentCollector;
 }
 
 const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
@@ -157,11 +164,11 @@ class MessageWalker {
 
     const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && part.disposition !== 'attachment';
     const collector = new ContentCollector(shared.config.archives.maxBytes, ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName));
-    const uuBlocks: { name: string; collector: ContentCollector }[] = [];
+    const uuBlocks: EncodedBlock[] = [];
     const uu = declared.startsWith('text/')
-      ? new UuencodeScanner((name): DecodedSink => {
+      ? new UuencodeScanner((name, kind): DecodedSink => {
           const c = new ContentCollector(shared.config.archives.maxBytes, isZipName(name));
-          uuBlocks.push({ name, collector: c });
+          uuBlocks.push({ name, kind, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
       : undefined;
@@ -186,7 +193,7 @@ class MessageWalker {
     names: readonly string[],
     isBodyText: boolean,
     collector: ContentCollector,
-    uuBlocks: readonly { name: string; collector: ContentCollector }[],
+    uuBlocks: readonly EncodedBlock[],
   ): Promise<void> {
     const shared = this.shared;
     const detected = detectType(collector.head(), collector.tail());
@@ -198,13 +205,13 @@ class MessageWalker {
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
 
     for (const [i, block] of uuBlocks.entries()) {
-      const uuPath = `${path} > uuencoded${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
+      const uuPath = `${path} > ${block.kind === 'yenc' ? 'yencoded' : 'uuencoded'}${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
       report.findings.push(...checkName(block.name, shared.names, uuPath, false));
       const uuType = detectType(block.collector.head(), block.collector.tail());
       report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
       const uuMembers = await this.inspectArchive(report, block.collector, uuType, block.name, uuPath);
       block.collector.release();
-      report.parts.push({ path: uuPath, contentType: 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
+      report.parts.push({ path: uuPath, contentType: block.kind === 'yenc' ? 'application/x-yencode' : 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }
   }
 

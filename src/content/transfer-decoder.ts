@@ -78,8 +78,9 @@ class QuotedPrintableDecoder extends CarryingDecoder {
 }
 
 /**
- * A part sent as a uuencoded file (`x-uuencode` and its aliases): what follows its `begin` line is the part's
- * content, as Thunderbird decodes it; lines before it, and the name on it, are not.
+ * A part sent as a uuencoded or yEnc file (`x-uuencode` and its aliases, `x-yencode`): what follows its `begin`
+ * or `=ybegin` line is the part's content, as Thunderbird decodes it; lines before it, and the name on it, are
+ * not. Either format is decoded under either name: a client that knows only one decodes no more than that.
  */
 class EmbeddedFileDecoder implements TransferDecoder {
   private out: Buffer[] = [];
@@ -120,7 +121,7 @@ export function transferEncodingName(encoding: string | false): string {
 /** True when `transferDecoder` decodes the encoding or it needs no decoding. */
 export function isKnownTransferEncoding(encoding: string | false): boolean {
   const name = transferEncodingName(encoding);
-  return UNENCODED.has(name) || name === 'base64' || name === 'quoted-printable' || UUENCODE.has(name);
+  return UNENCODED.has(name) || name === 'base64' || name === 'quoted-printable' || UUENCODE.has(name) || name === 'x-yencode';
 }
 
 /**
@@ -131,6 +132,6 @@ export function transferDecoder(encoding: string | false): TransferDecoder {
   const name = transferEncodingName(encoding);
   if (name === 'base64') return new Base64Decoder();
   if (name === 'quoted-printable') return new QuotedPrintableDecoder();
-  if (UUENCODE.has(name)) return new EmbeddedFileDecoder();
+  if (UUENCODE.has(name) || name === 'x-yencode') return new EmbeddedFileDecoder();
   return IDENTITY;
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/content/attachment-config.js';
 import { AttachmentInspector, inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
+import { yencode } from './yenc-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 function message(parts: { headers: string; body: string }[]): Buffer {
@@ -207,5 +208,36 @@ describe('transfer encodings as a mail client reads them', () => {
     assert.deepEqual(await findingsOf(part('"base64"', SAMPLES.pe().toString('base64'))), ['malformed-mime/ambiguous-structure']);
     // A text part is shown as the text it is.
     assert.deepEqual(await findingsOf(part('x-gzip64', 'hello', 'text/plain')), []);
+  });
+});
+
+describe('yEnc, as Thunderbird decodes it', () => {
+  const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
+  const head = 'From: a@example.net\r\nTo: b@example.org\r\nSubject: t\r\n';
+
+  test('a yEnc block in a body without Content-Type is judged by its name and content', async () => {
+    assert.deepEqual(await findingsOf(latin1(`${head}\r\nHello,\r\n${yencode(SAMPLES.pe(), 'invoice.exe')}`)), [
+      'banned-extension/banned-extension',
+      'dangerous-content/pe',
+    ]);
+    const r = await inspectMessage(latin1(`${head}\r\n${yencode(SAMPLES.pe(), 'report.dat')}`), defaultAttachmentsConfig());
+    assert.deepEqual(r.parts.map((p) => [p.path, p.contentType, p.detectedType]), [
+      ['part 1', 'text/plain', 'text'],
+      ['part 1 > yencoded', 'application/x-yencode', 'pe'],
+    ]);
+  });
+
+  test('a zip in a yEnc block is listed', async () => {
+    const zip = makeZip([{ name: 'invoice.exe', data: SAMPLES.pe() }]);
+    const raw = latin1(`${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${yencode(zip, 'docs.zip')}--b--\r\n`);
+    assert.deepEqual(await findingsOf(raw), ['archive-banned-member/banned-extension', 'dangerous-content/pe']);
+  });
+
+  test('a part with Content-Transfer-Encoding: x-yencode is decoded', async () => {
+    const raw = latin1(
+      `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n` +
+        `Content-Type: application/octet-stream; name="report.dat"\r\nContent-Transfer-Encoding: x-yencode\r\n\r\n${yencode(SAMPLES.pe(), 'report.dat')}--b--\r\n`,
+    );
+    assert.deepEqual(await findingsOf(raw), ['dangerous-content/pe']);
   });
 });
