@@ -162,10 +162,12 @@ class MessageWalker {
 
     if (declared === 'message/rfc822' || declared === 'message/global') return this.attachedMessage(report, path, names);
 
-    const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && part.disposition !== 'attachment';
+    // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
+    const shownAs = declared === 'text' ? 'text/plain' : declared;
+    const isBodyText = names.length === 0 && (shownAs === 'text/plain' || shownAs === 'text/html') && part.disposition !== 'attachment';
     const collector = new ContentCollector(shared.config.archives.maxBytes, ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName));
     const uuBlocks: EncodedBlock[] = [];
-    const uu = declared.startsWith('text/')
+    const uu = shownAs.startsWith('text/')
       ? new UuencodeScanner((name, kind): DecodedSink => {
           const c = new ContentCollector(shared.config.archives.maxBytes, isZipName(name));
           uuBlocks.push({ name, kind, collector: c });

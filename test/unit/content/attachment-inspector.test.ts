@@ -241,3 +241,17 @@ describe('yEnc, as Thunderbird decodes it', () => {
     assert.deepEqual(await findingsOf(raw), ['dangerous-content/pe']);
   });
 });
+
+describe('Content-Type: text, without a subtype, is a text body', () => {
+  const raw = (body: string): Buffer => Buffer.from(`From: a@example.net\r\nTo: b@example.org\r\nContent-Type: text\r\n\r\n${body}`, 'latin1');
+
+  test('its uuencoded and yEnc blocks are judged', async () => {
+    const want = ['banned-extension/banned-extension', 'dangerous-content/pe'];
+    assert.deepEqual(await findingsOf(raw(`Hello,\r\nbegin 644 invoice.exe\r\n${uuencodeLines(SAMPLES.pe())}\`\r\nend\r\n`)), want);
+    assert.deepEqual(await findingsOf(raw(`Hello,\r\n${yencode(SAMPLES.pe(), 'invoice.exe')}`)), want);
+  });
+
+  test('its text is judged as a body text is: a script in it is ordinary mail', async () => {
+    assert.deepEqual(await findingsOf(raw('#!/bin/sh\necho hello\n')), []);
+  });
+});
