@@ -69,9 +69,12 @@ const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
 // Declared types that say "zip": such a part is kept whole (within the archive limit) even when it does not
 // start like one.
 const ZIP_DECLARED_TYPES: ReadonlySet<string> = new Set(['application/zip', 'application/x-zip', 'application/x-zip-compressed', 'application/zip-compressed', 'multipart/x-zip']);
+// Types whose body is a whole message, walked as one: Thunderbird shows message/news exactly as message/rfc822.
+const ATTACHED_MESSAGE_TYPES: ReadonlySet<string> = new Set(['message/rfc822', 'message/global', 'message/news']);
+
 const isZipName = (raw: string): boolean => lastExtension(normaliseFileName(raw).name) === 'zip';
 
-/** Walks one message (the top one, or one attached as message/rfc822) with its own splitter. */
+/** Walks one message (the top one, or an attached one: message/rfc822 and its kin) with its own splitter. */
 class MessageWalker {
   private readonly splitter: MimeLeafSplitter;
   private readonly shared: Shared;
@@ -160,7 +163,7 @@ class MessageWalker {
     if (part.filename !== undefined && part.filename !== '' && !names.includes(part.filename)) names.push(part.filename);
     for (const n of names) report.findings.push(...checkName(n, shared.names, path, false));
 
-    if (declared === 'message/rfc822' || declared === 'message/global') return this.attachedMessage(report, path, names);
+    if (ATTACHED_MESSAGE_TYPES.has(declared)) return this.attachedMessage(report, path, names, declared);
 
     // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
     const shownAs = declared === 'text' ? 'text/plain' : declared;
@@ -243,7 +246,7 @@ class MessageWalker {
   }
 
   /** An attached message is walked by a walker of its own, one level deeper, while it arrives. */
-  private attachedMessage(report: Report, path: string, names: readonly string[]): LeafSink {
+  private attachedMessage(report: Report, path: string, names: readonly string[], contentType: string): LeafSink {
     const shared = this.shared;
     if (this.depth >= shared.config.maxMessageDepth) {
       report.findings.push({ kind: 'archive-limit', rule: 'message-depth', name: names[0] ?? '', path });
@@ -264,7 +267,7 @@ class MessageWalker {
           } finally {
             child.destroy();
           }
-          report.parts.push({ path, contentType: 'message/rfc822', names: [...names], size, detectedType: 'message' });
+          report.parts.push({ path, contentType, names: [...names], size, detectedType: 'message' });
         }),
     };
   }

@@ -255,3 +255,13 @@ describe('Content-Type: text, without a subtype, is a text body', () => {
     assert.deepEqual(await findingsOf(raw('#!/bin/sh\necho hello\n')), []);
   });
 });
+
+test('a message/news part is walked like an attached message', async () => {
+  const inner = `Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n${file('report.dat', SAMPLES.pe()).headers}\r\n${SAMPLES.pe().toString('base64')}\r\n--i--\r\n`;
+  const r = await inspectMessage(message([{ headers: 'Content-Type: message/news\r\n', body: inner }]), defaultAttachmentsConfig());
+  assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.kind}/${f.rule}`), ['part 1 > message > part 1: dangerous-content/pe']);
+  assert.deepEqual(r.parts.map((p) => [p.path, p.contentType]), [
+    ['part 1 > message > part 1', 'application/octet-stream'],
+    ['part 1', 'message/news'],
+  ]);
+});
