@@ -161,9 +161,10 @@ class MessageWalker {
     const declared = part.contentType ?? 'text/plain';
     const names = namesFromHeaderLines(part.headerLines);
     if (part.filename !== undefined && part.filename !== '' && !names.includes(part.filename)) names.push(part.filename);
-    for (const n of names) report.findings.push(...checkName(n, shared.names, path, false));
-
+    // An attached message is saved as .eml whatever its name says, and its name is often its subject
+    // (`Your order at shop.com`): extension rules would judge a name no file gets. What it holds is walked.
     if (ATTACHED_MESSAGE_TYPES.has(declared)) return this.attachedMessage(report, path, names, declared);
+    for (const n of names) report.findings.push(...checkName(n, shared.names, path, false));
 
     // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
     const shownAs = declared === 'text' ? 'text/plain' : declared;

@@ -265,3 +265,14 @@ test('a message/news part is walked like an attached message', async () => {
     ['part 1', 'message/news'],
   ]);
 });
+
+test('an attached message is judged by what it holds, not by its name (often its subject)', async () => {
+  const inner = (attachment: string): string =>
+    `Subject: Your order at shop.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n${file(attachment, 'x').headers}\r\neA==\r\n--i--\r\n`;
+  for (const type of ['message/rfc822', 'message/global', 'message/news']) {
+    const forwarded = (attachment: string): Buffer => message([{ headers: `Content-Type: ${type}; name="Your order at shop.com"\r\nContent-Disposition: attachment; filename="Your order at shop.com"\r\n`, body: inner(attachment) }]);
+    assert.deepEqual(await findingsOf(forwarded('receipt.pdf')), [], type);
+    const r = await inspectMessage(forwarded('invoice.exe'), defaultAttachmentsConfig());
+    assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.name}`), ['part 1 > Your order at shop.com > part 1: invoice.exe'], type);
+  }
+});
