@@ -10,7 +10,7 @@
 // only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
 import type { AttachmentsConfig } from './attachment-config.js';
-import type { ArchiveContext } from './archive-context.js';
+import { type ArchiveContext, unlistable } from './archive-context.js';
 import { inspectZip, zipStartOffset } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
@@ -169,7 +169,8 @@ class MessageWalker {
     // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
     const shownAs = declared === 'text' ? 'text/plain' : declared;
     const isBodyText = names.length === 0 && (shownAs === 'text/plain' || shownAs === 'text/html') && part.disposition !== 'attachment';
-    const collector = new ContentCollector(shared.config.archives.maxBytes, ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName));
+    const zipByName = ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName);
+    const collector = new ContentCollector(shared.config.archives.maxBytes, zipByName);
     const uuBlocks: EncodedBlock[] = [];
     const uu = shownAs.startsWith('text/')
       ? new UuencodeScanner((name, kind): DecodedSink => {
@@ -187,7 +188,7 @@ class MessageWalker {
       end: () =>
         this.guarded(() => {
           uu?.end();
-          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, collector, uuBlocks));
+          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, zipByName, collector, uuBlocks));
         }),
     };
   }
@@ -198,6 +199,7 @@ class MessageWalker {
     declared: string,
     names: readonly string[],
     isBodyText: boolean,
+    zipByName: boolean,
     collector: ContentCollector,
     uuBlocks: readonly EncodedBlock[],
   ): Promise<void> {
@@ -206,7 +208,7 @@ class MessageWalker {
     // An unnamed text body is shown as text, so only content no text can be (executables, disk images) is
     // judged there: a `#!` first line or a script in an HTML body is ordinary mail.
     if (!isBodyText || BINARY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
-    const members = await this.inspectArchive(report, collector, detected, names[0] ?? 'archive', path);
+    const members = await this.inspectArchive(report, collector, detected, zipByName, names[0] ?? 'archive', path);
     collector.release();
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
 
@@ -215,7 +217,7 @@ class MessageWalker {
       report.findings.push(...checkName(block.name, shared.names, uuPath, false));
       const uuType = detectType(block.collector.head(), block.collector.tail());
       report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
-      const uuMembers = await this.inspectArchive(report, block.collector, uuType, block.name, uuPath);
+      const uuMembers = await this.inspectArchive(report, block.collector, uuType, isZipName(block.name), block.name, uuPath);
       block.collector.release();
       report.parts.push({ path: uuPath, contentType: block.kind === 'yenc' ? 'application/x-yencode' : 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }
@@ -224,14 +226,20 @@ class MessageWalker {
   /**
    * Lists an archive part: a zip, a zip at the end of a part named or declared a zip (unzip and 7-Zip open a
    * zip behind other bytes, as in a self-extractor), or a format 7-Zip lists. Returns the member count, or
-   * undefined when there is no archive to list.
+   * undefined when there is no archive to list. `zipByName`: the part is named or declared a zip.
    */
-  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
+  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, zipByName: boolean, name: string, path: string): Promise<number | undefined> {
     const whole = collector.wholeArchive();
     const shared = this.shared;
     if (detected !== 'zip' && !isListedBySevenZip(detected)) {
       const start = whole ? zipStartOffset(whole) : undefined;
-      if (whole === undefined || start === undefined) return undefined;
+      if (whole === undefined || start === undefined) {
+        // A part named or declared a zip with no zip in it (or one we could not hold) is opened as a zip by
+        // the reader's tools all the same, with whatever they make of it: what they would show was never
+        // listed. An empty part holds nothing.
+        if (zipByName && collector.size > 0) report.findings.push(...unlistable(shared.archive, collector.tooLarge ? 'archive-too-large' : 'archive-unreadable', name, path));
+        return undefined;
+      }
       const listing = await inspectZip(whole.subarray(start), name, `${path} > ${name}`, 1, shared.archive);
       report.findings.push(...listing.findings);
       return listing.members;

@@ -276,3 +276,28 @@ test('an attached message is judged by what it holds, not by its name (often its
     assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.name}`), ['part 1 > Your order at shop.com > part 1: invoice.exe'], type);
   }
 });
+
+describe('a part named or declared a zip with no zip in it', () => {
+  const zipPart = (body: string, headers = 'Content-Type: application/zip; name="docs.zip"\r\n'): Buffer => message([{ headers, body }]);
+  const unreadable = ['archive-limit/archive-unreadable'];
+
+  test('is unreadable as an archive: refused when archives.unlistable is reject', async () => {
+    assert.deepEqual(await findingsOf(zipPart('this is not a zip')), unreadable);
+    assert.deepEqual(await findingsOf(zipPart('this is not a zip', 'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="docs.zip"\r\n')), unreadable);
+    // A zip sent without its transfer encoding is not one either.
+    assert.deepEqual(await findingsOf(zipPart(makeZip([{ name: 'a.txt', data: 'hi' }]).toString('base64'))), unreadable);
+    assert.deepEqual(await findingsOf(message([{ headers: 'Content-Type: text/plain\r\n', body: `begin 644 docs.zip\r\n${uuencodeLines(Buffer.from('this is not a zip'))}\`\r\nend` }])), unreadable);
+    const allowed = await inspectMessage(zipPart('this is not a zip'), attachmentsSchema.parse({ archives: { unlistable: 'allow' } }));
+    assert.deepEqual(allowed.findings, []);
+  });
+
+  test('is too large when it is over archives.maxBytes', async () => {
+    const big = Buffer.concat([Buffer.from('X'), makeZip([{ name: 'noise.bin', data: Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 7919) & 0xff)), store: true }])]);
+    const r = await inspectMessage(message([file('big.zip', big, 'application/zip')]), attachmentsSchema.parse({ archives: { maxBytes: 16 * 1024 } }));
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['archive-limit/archive-too-large']);
+  });
+
+  test('is nothing to refuse when it is empty', async () => {
+    assert.deepEqual(await findingsOf(zipPart('')), []);
+  });
+});
