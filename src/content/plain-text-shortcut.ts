@@ -1,6 +1,6 @@
 // Most mail without attachments is one text/plain or text/html body. For such a message the MIME walk can
 // find little: the part has no name, a body text is checked only for binary dangerous types (the shortcut
-// detects those from the same first bytes), and only a zip start or a uuencoded block inside it would lead
+// detects those from the same first bytes), and only a zip start or an encoded file inside it would lead
 // further. Recognising it from the top-level header block saves the
 // MIME parser's work (about a quarter of the milter's CPU per message). Anything less plain — a name
 // parameter anywhere, a disposition, a transfer encoding that can hide bytes, repeated headers — goes the
