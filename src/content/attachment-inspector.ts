@@ -1,5 +1,5 @@
 // Inspects a message's attachments while it streams in: every leaf MIME part (attached messages and
-// uuencoded blocks in text included) gets its names checked, its real type detected from its first
+// uuencoded and yEnc blocks in text included) gets its names checked, its real type detected from its first
 // bytes, and, when it is a zip, its members listed. One inspector per message.
 //
 //   const inspector = new AttachmentInspector(config.attachments);
@@ -10,7 +10,7 @@
 // only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
 import type { AttachmentsConfig } from './attachment-config.js';
-import type { ArchiveContext } from './archive-context.js';
+import { type ArchiveContext, unlistable } from './archive-context.js';
 import { inspectZip, zipStartOffset } from './archive-inspector.js';
 import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
@@ -23,7 +23,7 @@ import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
 import { type ArchiveLister, sharedArchiveLister } from './seven-zip-lister.js';
 import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
-import { type DecodedSink, UuencodeScanner } from './uuencode.js';
+import { type DecodedSink, type EncodedBlockKind, UuencodeScanner } from './uuencode.js';
 
 interface Shared {
   readonly config: AttachmentsConfig;
@@ -57,14 +57,24 @@ function collect(reports: readonly Report[], into: { findings: Finding[]; parts:
   return into;
 }
 
+/** A file encoded in a text part's body (uuencode.ts), judged like an attachment. */
+interface EncodedBlock {
+  readonly name: string;
+  readonly kind: EncodedBlockKind;
+  readonly collector: ContentCollector;
+}
+
 const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
 
 // Declared types that say "zip": such a part is kept whole (within the archive limit) even when it does not
 // start like one.
 const ZIP_DECLARED_TYPES: ReadonlySet<string> = new Set(['application/zip', 'application/x-zip', 'application/x-zip-compressed', 'application/zip-compressed', 'multipart/x-zip']);
+// Types whose body is a whole message, walked as one: Thunderbird shows message/news exactly as message/rfc822.
+const ATTACHED_MESSAGE_TYPES: ReadonlySet<string> = new Set(['message/rfc822', 'message/global', 'message/news']);
+
 const isZipName = (raw: string): boolean => lastExtension(normaliseFileName(raw).name) === 'zip';
 
-/** Walks one message (the top one, or one attached as message/rfc822) with its own splitter. */
+/** Walks one message (the top one, or an attached one: message/rfc822 and its kin) with its own splitter. */
 class MessageWalker {
   private readonly splitter: MimeLeafSplitter;
   private readonly shared: Shared;
@@ -151,17 +161,21 @@ class MessageWalker {
     const declared = part.contentType ?? 'text/plain';
     const names = namesFromHeaderLines(part.headerLines);
     if (part.filename !== undefined && part.filename !== '' && !names.includes(part.filename)) names.push(part.filename);
+    // An attached message is saved as .eml whatever its name says, and its name is often its subject
+    // (`Your order at shop.com`): extension rules would judge a name no file gets. What it holds is walked.
+    if (ATTACHED_MESSAGE_TYPES.has(declared)) return this.attachedMessage(report, path, names, declared);
     for (const n of names) report.findings.push(...checkName(n, shared.names, path, false));
 
-    if (declared === 'message/rfc822' || declared === 'message/global') return this.attachedMessage(report, path, names);
-
-    const isBodyText = names.length === 0 && (declared === 'text/plain' || declared === 'text/html') && part.disposition !== 'attachment';
-    const collector = new ContentCollector(shared.config.archives.maxBytes, ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName));
-    const uuBlocks: { name: string; collector: ContentCollector }[] = [];
-    const uu = declared.startsWith('text/')
-      ? new UuencodeScanner((name): DecodedSink => {
+    // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
+    const shownAs = declared === 'text' ? 'text/plain' : declared;
+    const isBodyText = names.length === 0 && (shownAs === 'text/plain' || shownAs === 'text/html') && part.disposition !== 'attachment';
+    const zipByName = ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName);
+    const collector = new ContentCollector(shared.config.archives.maxBytes, zipByName);
+    const uuBlocks: EncodedBlock[] = [];
+    const uu = shownAs.startsWith('text/')
+      ? new UuencodeScanner((name, kind): DecodedSink => {
           const c = new ContentCollector(shared.config.archives.maxBytes, isZipName(name));
-          uuBlocks.push({ name, collector: c });
+          uuBlocks.push({ name, kind, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
       : undefined;
@@ -174,7 +188,7 @@ class MessageWalker {
       end: () =>
         this.guarded(() => {
           uu?.end();
-          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, collector, uuBlocks));
+          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, zipByName, collector, uuBlocks));
         }),
     };
   }
@@ -185,40 +199,47 @@ class MessageWalker {
     declared: string,
     names: readonly string[],
     isBodyText: boolean,
+    zipByName: boolean,
     collector: ContentCollector,
-    uuBlocks: readonly { name: string; collector: ContentCollector }[],
+    uuBlocks: readonly EncodedBlock[],
   ): Promise<void> {
     const shared = this.shared;
     const detected = detectType(collector.head(), collector.tail());
     // An unnamed text body is shown as text, so only content no text can be (executables, disk images) is
     // judged there: a `#!` first line or a script in an HTML body is ordinary mail.
     if (!isBodyText || BINARY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
-    const members = await this.inspectArchive(report, collector, detected, names[0] ?? 'archive', path);
+    const members = await this.inspectArchive(report, collector, detected, zipByName, names[0] ?? 'archive', path);
     collector.release();
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
 
     for (const [i, block] of uuBlocks.entries()) {
-      const uuPath = `${path} > uuencoded${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
+      const uuPath = `${path} > ${block.kind === 'yenc' ? 'yencoded' : 'uuencoded'}${uuBlocks.length > 1 ? ` ${i + 1}` : ''}`;
       report.findings.push(...checkName(block.name, shared.names, uuPath, false));
       const uuType = detectType(block.collector.head(), block.collector.tail());
       report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
-      const uuMembers = await this.inspectArchive(report, block.collector, uuType, block.name, uuPath);
+      const uuMembers = await this.inspectArchive(report, block.collector, uuType, isZipName(block.name), block.name, uuPath);
       block.collector.release();
-      report.parts.push({ path: uuPath, contentType: 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
+      report.parts.push({ path: uuPath, contentType: block.kind === 'yenc' ? 'application/x-yencode' : 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }
   }
 
   /**
    * Lists an archive part: a zip, a zip at the end of a part named or declared a zip (unzip and 7-Zip open a
    * zip behind other bytes, as in a self-extractor), or a format 7-Zip lists. Returns the member count, or
-   * undefined when there is no archive to list.
+   * undefined when there is no archive to list. `zipByName`: the part is named or declared a zip.
    */
-  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, name: string, path: string): Promise<number | undefined> {
+  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, zipByName: boolean, name: string, path: string): Promise<number | undefined> {
     const whole = collector.wholeArchive();
     const shared = this.shared;
     if (detected !== 'zip' && !isListedBySevenZip(detected)) {
       const start = whole ? zipStartOffset(whole) : undefined;
-      if (whole === undefined || start === undefined) return undefined;
+      if (whole === undefined || start === undefined) {
+        // A part named or declared a zip with no zip in it (or one we could not hold) is opened as a zip by
+        // the reader's tools all the same, with whatever they make of it: what they would show was never
+        // listed. An empty part holds nothing.
+        if (zipByName && collector.size > 0) report.findings.push(...unlistable(shared.archive, collector.tooLarge ? 'archive-too-large' : 'archive-unreadable', name, path));
+        return undefined;
+      }
       const listing = await inspectZip(whole.subarray(start), name, `${path} > ${name}`, 1, shared.archive);
       report.findings.push(...listing.findings);
       return listing.members;
@@ -234,7 +255,7 @@ class MessageWalker {
   }
 
   /** An attached message is walked by a walker of its own, one level deeper, while it arrives. */
-  private attachedMessage(report: Report, path: string, names: readonly string[]): LeafSink {
+  private attachedMessage(report: Report, path: string, names: readonly string[], contentType: string): LeafSink {
     const shared = this.shared;
     if (this.depth >= shared.config.maxMessageDepth) {
       report.findings.push({ kind: 'archive-limit', rule: 'message-depth', name: names[0] ?? '', path });
@@ -255,7 +276,7 @@ class MessageWalker {
           } finally {
             child.destroy();
           }
-          report.parts.push({ path, contentType: 'message/rfc822', names: [...names], size, detectedType: 'message' });
+          report.parts.push({ path, contentType, names: [...names], size, detectedType: 'message' });
         }),
     };
   }

@@ -27,9 +27,9 @@ export interface Finding {
   readonly path: string;
 }
 
-/** What was seen of one leaf MIME part (or uuencoded block), for logs and the `scan` command. */
+/** What was seen of one leaf MIME part (or uuencoded or yEnc block), for logs and the `scan` command. */
 export interface PartSummary {
-  /** e.g. `part 1.2`, `part 2 > fwd.eml > part 1`, `part 1 > uuencoded`. */
+  /** e.g. `part 1.2`, `part 2 > fwd.eml > part 1`, `part 1 > uuencoded`, `part 1 > yencoded 2`. */
   readonly path: string;
   /** Declared Content-Type, lower-case, without parameters. */
   readonly contentType: string;

@@ -11,7 +11,7 @@ import { Transform } from 'node:stream';
 import { Splitter } from '@zone-eu/mailsplit';
 import type { MimeNode, SplitterChunk } from '@zone-eu/mailsplit/lib/types.js';
 import type { RawHeaderLine } from './mime-names.js';
-import { type TransferDecoder, transferDecoder } from './transfer-decoder.js';
+import { type TransferDecoder, isKnownTransferEncoding, transferDecoder } from './transfer-decoder.js';
 
 /** One leaf part, from its header block. */
 export interface LeafPart {
@@ -143,7 +143,20 @@ export class MimeLeafSplitter {
       disposition: node.disposition === false ? undefined : node.disposition,
       filename: node.filename === false ? undefined : node.filename,
     });
-    this.leaf = { decoder: transferDecoder(node.encoding), sink };
+    this.leaf = { decoder: this.decoderFor(node, partId === '' ? undefined : partId), sink };
+  }
+
+  /**
+   * A leaf's transfer decoder. An encoding we do not know passes the bytes through as they are, which is what a
+   * client shows of a text part; a binary part so sent may be one another client decodes, and its content as we
+   * judged it is not the file it saves: that is reported as ambiguous.
+   */
+  private decoderFor(node: MimeNode, partId: string | undefined): TransferDecoder {
+    const type = node.contentType === false ? 'text/plain' : node.contentType;
+    if (!isKnownTransferEncoding(node.encoding) && type !== 'text' && !type.startsWith('text/')) {
+      this.onAmbiguous(partId, `Content-Transfer-Encoding not understood: ${String(node.encoding)}`);
+    }
+    return transferDecoder(node.encoding);
   }
 
   private endLeaf(): void {

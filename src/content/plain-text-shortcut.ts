@@ -1,10 +1,11 @@
 // Most mail without attachments is one text/plain or text/html body. For such a message the MIME walk can
 // find little: the part has no name, a body text is checked only for binary dangerous types (the shortcut
-// detects those from the same first bytes), and only a zip start or a uuencoded block inside it would lead
+// detects those from the same first bytes), and only a zip start or an encoded file inside it would lead
 // further. Recognising it from the top-level header block saves the
 // MIME parser's work (about a quarter of the milter's CPU per message). Anything less plain — a name
 // parameter anywhere, a disposition, a transfer encoding that can hide bytes, repeated headers — goes the
-// full way, and so does a body that turns out to hold a `begin` line or start like a zip.
+// full way, and so does a body that turns out to start like a zip or to hold a line that begins a file a
+// mail client decodes from text: uuencode's `begin`, yEnc's `=ybegin`, BinHex's marker.
 
 const TEXT_BODY = /^\s*text\/(?:plain|html)\s*(?:;|$)/i;
 const PLAIN_ENCODING = /^\s*(?:7bit|8bit)\s*$/i;
@@ -40,13 +41,19 @@ export function plainTextBody(headerBlock: string): PlainTextBody | undefined {
   return { contentType };
 }
 
+// A line starting so may begin a file that Thunderbird decodes from a text body (mimeunty.cpp).
+const FILE_START = /\n(?:begin|=ybegin|\(This file must be converted with BinHex)/;
+// Enough of the previous chunk to find a line start cut between two: the longest start and its line break.
+const CARRY = 41;
+
 /** Watches the body of a plain text message for what would need the full walk. */
 export class PlainBodyWatch {
   /** Body bytes seen. */
   size = 0;
   needsFullWalk = false;
   private head = '';
-  private carry = '';
+  // The body's first line starts a line too.
+  private carry = '\n';
 
   write(chunk: Buffer): void {
     if (this.needsFullWalk || chunk.length === 0) return;
@@ -56,10 +63,9 @@ export class PlainBodyWatch {
       // A zip would be listed by the full walk even in a text part.
       if (this.head === 'PK') this.needsFullWalk = true;
     }
-    // A uuencoded block starts with a line beginning `begin`; the carry catches one cut between chunks (and
-    // at the very start `^` is the body's first line).
-    if (/(?:^|\n)begin/.test(this.carry + text)) this.needsFullWalk = true;
+    const window = this.carry + text;
+    if (FILE_START.test(window)) this.needsFullWalk = true;
     this.size += chunk.length;
-    this.carry = text.length >= 6 ? text.slice(-6) : (this.carry + text).slice(-6);
+    this.carry = window.slice(-CARRY);
   }
 }

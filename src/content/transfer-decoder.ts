@@ -4,6 +4,7 @@
 // is where a chunk may be cut so that decoding the pieces gives the bytes decoding the whole would.
 import { decode as decodeBase64 } from 'libbase64';
 import { decode as decodeQuotedPrintable } from 'libqp';
+import { UuencodeScanner } from './uuencode.js';
 
 export interface TransferDecoder {
   /** Decoded bytes of `chunk` that are complete so far (possibly none). */
@@ -76,14 +77,61 @@ class QuotedPrintableDecoder extends CarryingDecoder {
   }
 }
 
+/**
+ * A part sent as a uuencoded or yEnc file (`x-uuencode` and its aliases, `x-yencode`): what follows its `begin`
+ * or `=ybegin` line is the part's content, as Thunderbird decodes it; lines before it, and the name on it, are
+ * not. Either format is decoded under either name: a client that knows only one decodes no more than that.
+ */
+class EmbeddedFileDecoder implements TransferDecoder {
+  private out: Buffer[] = [];
+  private readonly scanner = new UuencodeScanner(() => ({ write: (bytes) => this.out.push(bytes), end: () => undefined }));
+
+  write(chunk: Buffer): Buffer {
+    this.scanner.write(chunk);
+    return this.take();
+  }
+
+  end(): Buffer {
+    this.scanner.end();
+    return this.take();
+  }
+
+  private take(): Buffer {
+    if (this.out.length === 0) return EMPTY;
+    const bytes = this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out);
+    this.out = [];
+    return bytes;
+  }
+}
+
 const IDENTITY: TransferDecoder = { write: (chunk) => chunk, end: () => EMPTY };
 
+const UUENCODE = new Set(['x-uuencode', 'x-uue', 'uuencode', 'uue']);
+const UNENCODED = new Set(['', '7bit', '8bit', 'binary']);
+
 /**
- * The decoder for a part's transfer encoding (lower-case, as mailsplit gives it). Like mailsplit and
- * mailparser, anything but `base64` and `quoted-printable` passes through as it is.
+ * The encoding as a mail client reads it: the first token, lower-case. Thunderbird cuts the value at `;`, `,`
+ * or white space, so `base64; x=1` is base64 to it. A quoted value stays quoted (mailsplit leaves it so): no
+ * client decodes `"base64"`.
+ */
+export function transferEncodingName(encoding: string | false): string {
+  return encoding === false ? '' : (encoding.trim().split(/[;,\s]/, 1)[0] ?? '').toLowerCase();
+}
+
+/** True when `transferDecoder` decodes the encoding or it needs no decoding. */
+export function isKnownTransferEncoding(encoding: string | false): boolean {
+  const name = transferEncodingName(encoding);
+  return UNENCODED.has(name) || name === 'base64' || name === 'quoted-printable' || UUENCODE.has(name) || name === 'x-yencode';
+}
+
+/**
+ * The decoder for a part's transfer encoding (as mailsplit gives it). Anything it does not know passes through
+ * as it is, as in Thunderbird, mailsplit and mailparser.
  */
 export function transferDecoder(encoding: string | false): TransferDecoder {
-  if (encoding === 'base64') return new Base64Decoder();
-  if (encoding === 'quoted-printable') return new QuotedPrintableDecoder();
+  const name = transferEncodingName(encoding);
+  if (name === 'base64') return new Base64Decoder();
+  if (name === 'quoted-printable') return new QuotedPrintableDecoder();
+  if (UUENCODE.has(name) || name === 'x-yencode') return new EmbeddedFileDecoder();
   return IDENTITY;
 }

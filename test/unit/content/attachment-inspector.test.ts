@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/content/attachment-config.js';
 import { AttachmentInspector, inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
+import { yencode } from './yenc-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 function message(parts: { headers: string; body: string }[]): Buffer {
@@ -175,3 +176,128 @@ function uuencodeLines(data: Buffer): string {
   }
   return out;
 }
+
+/** `kind/rule` of every finding, in order. */
+async function findingsOf(raw: Buffer): Promise<string[]> {
+  const r = await inspectMessage(raw, defaultAttachmentsConfig());
+  assert.equal(r.error, undefined);
+  return r.findings.map((f) => `${f.kind}/${f.rule}`);
+}
+
+describe('transfer encodings as a mail client reads them', () => {
+  const part = (encoding: string, body: string, type = 'application/octet-stream; name="report.dat"'): Buffer =>
+    message([{ headers: `Content-Type: ${type}\r\nContent-Transfer-Encoding: ${encoding}\r\n`, body }]);
+
+  test('`base64; x=1`, `base64 x` and `base64,x` are base64', async () => {
+    for (const encoding of ['base64; x=1', 'base64 x', 'base64,x']) {
+      assert.deepEqual(await findingsOf(part(encoding, SAMPLES.pe().toString('base64'))), ['dangerous-content/pe'], encoding);
+    }
+  });
+
+  test('x-uuencode, x-uue, uuencode and uue are decoded', async () => {
+    for (const encoding of ['x-uuencode', 'x-uue', 'uuencode', 'uue']) {
+      assert.deepEqual(await findingsOf(part(encoding, `begin 644 report.dat\r\n${uuencodeLines(SAMPLES.pe())}\`\r\nend`)), ['dangerous-content/pe'], encoding);
+    }
+  });
+
+  test('an encoding not understood on a binary part is ambiguous, and its names are still judged', async () => {
+    assert.deepEqual(await findingsOf(part('x-gzip64', 'H4sIAAAA', 'application/octet-stream; name="invoice.exe"')), [
+      'banned-extension/banned-extension',
+      'malformed-mime/ambiguous-structure',
+    ]);
+    assert.deepEqual(await findingsOf(part('"base64"', SAMPLES.pe().toString('base64'))), ['malformed-mime/ambiguous-structure']);
+    // A text part is shown as the text it is.
+    assert.deepEqual(await findingsOf(part('x-gzip64', 'hello', 'text/plain')), []);
+  });
+});
+
+describe('yEnc, as Thunderbird decodes it', () => {
+  const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
+  const head = 'From: a@example.net\r\nTo: b@example.org\r\nSubject: t\r\n';
+
+  test('a yEnc block in a body without Content-Type is judged by its name and content', async () => {
+    assert.deepEqual(await findingsOf(latin1(`${head}\r\nHello,\r\n${yencode(SAMPLES.pe(), 'invoice.exe')}`)), [
+      'banned-extension/banned-extension',
+      'dangerous-content/pe',
+    ]);
+    const r = await inspectMessage(latin1(`${head}\r\n${yencode(SAMPLES.pe(), 'report.dat')}`), defaultAttachmentsConfig());
+    assert.deepEqual(r.parts.map((p) => [p.path, p.contentType, p.detectedType]), [
+      ['part 1', 'text/plain', 'text'],
+      ['part 1 > yencoded', 'application/x-yencode', 'pe'],
+    ]);
+  });
+
+  test('a zip in a yEnc block is listed', async () => {
+    const zip = makeZip([{ name: 'invoice.exe', data: SAMPLES.pe() }]);
+    const raw = latin1(`${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${yencode(zip, 'docs.zip')}--b--\r\n`);
+    assert.deepEqual(await findingsOf(raw), ['archive-banned-member/banned-extension', 'dangerous-content/pe']);
+  });
+
+  test('a part with Content-Transfer-Encoding: x-yencode is decoded', async () => {
+    const raw = latin1(
+      `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n` +
+        `Content-Type: application/octet-stream; name="report.dat"\r\nContent-Transfer-Encoding: x-yencode\r\n\r\n${yencode(SAMPLES.pe(), 'report.dat')}--b--\r\n`,
+    );
+    assert.deepEqual(await findingsOf(raw), ['dangerous-content/pe']);
+  });
+});
+
+describe('Content-Type: text, without a subtype, is a text body', () => {
+  const raw = (body: string): Buffer => Buffer.from(`From: a@example.net\r\nTo: b@example.org\r\nContent-Type: text\r\n\r\n${body}`, 'latin1');
+
+  test('its uuencoded and yEnc blocks are judged', async () => {
+    const want = ['banned-extension/banned-extension', 'dangerous-content/pe'];
+    assert.deepEqual(await findingsOf(raw(`Hello,\r\nbegin 644 invoice.exe\r\n${uuencodeLines(SAMPLES.pe())}\`\r\nend\r\n`)), want);
+    assert.deepEqual(await findingsOf(raw(`Hello,\r\n${yencode(SAMPLES.pe(), 'invoice.exe')}`)), want);
+  });
+
+  test('its text is judged as a body text is: a script in it is ordinary mail', async () => {
+    assert.deepEqual(await findingsOf(raw('#!/bin/sh\necho hello\n')), []);
+  });
+});
+
+test('a message/news part is walked like an attached message', async () => {
+  const inner = `Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n${file('report.dat', SAMPLES.pe()).headers}\r\n${SAMPLES.pe().toString('base64')}\r\n--i--\r\n`;
+  const r = await inspectMessage(message([{ headers: 'Content-Type: message/news\r\n', body: inner }]), defaultAttachmentsConfig());
+  assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.kind}/${f.rule}`), ['part 1 > message > part 1: dangerous-content/pe']);
+  assert.deepEqual(r.parts.map((p) => [p.path, p.contentType]), [
+    ['part 1 > message > part 1', 'application/octet-stream'],
+    ['part 1', 'message/news'],
+  ]);
+});
+
+test('an attached message is judged by what it holds, not by its name (often its subject)', async () => {
+  const inner = (attachment: string): string =>
+    `Subject: Your order at shop.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n${file(attachment, 'x').headers}\r\neA==\r\n--i--\r\n`;
+  for (const type of ['message/rfc822', 'message/global', 'message/news']) {
+    const forwarded = (attachment: string): Buffer => message([{ headers: `Content-Type: ${type}; name="Your order at shop.com"\r\nContent-Disposition: attachment; filename="Your order at shop.com"\r\n`, body: inner(attachment) }]);
+    assert.deepEqual(await findingsOf(forwarded('receipt.pdf')), [], type);
+    const r = await inspectMessage(forwarded('invoice.exe'), defaultAttachmentsConfig());
+    assert.deepEqual(r.findings.map((f) => `${f.path}: ${f.name}`), ['part 1 > Your order at shop.com > part 1: invoice.exe'], type);
+  }
+});
+
+describe('a part named or declared a zip with no zip in it', () => {
+  const zipPart = (body: string, headers = 'Content-Type: application/zip; name="docs.zip"\r\n'): Buffer => message([{ headers, body }]);
+  const unreadable = ['archive-limit/archive-unreadable'];
+
+  test('is unreadable as an archive: refused when archives.unlistable is reject', async () => {
+    assert.deepEqual(await findingsOf(zipPart('this is not a zip')), unreadable);
+    assert.deepEqual(await findingsOf(zipPart('this is not a zip', 'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="docs.zip"\r\n')), unreadable);
+    // A zip sent without its transfer encoding is not one either.
+    assert.deepEqual(await findingsOf(zipPart(makeZip([{ name: 'a.txt', data: 'hi' }]).toString('base64'))), unreadable);
+    assert.deepEqual(await findingsOf(message([{ headers: 'Content-Type: text/plain\r\n', body: `begin 644 docs.zip\r\n${uuencodeLines(Buffer.from('this is not a zip'))}\`\r\nend` }])), unreadable);
+    const allowed = await inspectMessage(zipPart('this is not a zip'), attachmentsSchema.parse({ archives: { unlistable: 'allow' } }));
+    assert.deepEqual(allowed.findings, []);
+  });
+
+  test('is too large when it is over archives.maxBytes', async () => {
+    const big = Buffer.concat([Buffer.from('X'), makeZip([{ name: 'noise.bin', data: Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 7919) & 0xff)), store: true }])]);
+    const r = await inspectMessage(message([file('big.zip', big, 'application/zip')]), attachmentsSchema.parse({ archives: { maxBytes: 16 * 1024 } }));
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['archive-limit/archive-too-large']);
+  });
+
+  test('is nothing to refuse when it is empty', async () => {
+    assert.deepEqual(await findingsOf(zipPart('')), []);
+  });
+});

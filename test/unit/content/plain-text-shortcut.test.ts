@@ -32,7 +32,7 @@ for (const [what, block, expected] of HEADER_CASES) {
   });
 }
 
-test('body watch: a `begin` line, also cut between chunks, or a zip start needs the full walk', () => {
+test('body watch: a `begin`, `=ybegin` or BinHex line, also cut between chunks, or a zip start needs the full walk', () => {
   const split = new PlainBodyWatch();
   split.write(Buffer.from('hello\r\nbe'));
   assert.equal(split.needsFullWalk, false);
@@ -45,8 +45,18 @@ test('body watch: a `begin` line, also cut between chunks, or a zip start needs 
   zip.write(Buffer.from('P'));
   zip.write(Buffer.from('K\x03\x04'));
   assert.equal(zip.needsFullWalk, true);
+  for (const start of ['=ybegin line=128 size=2 name=a.exe', '(This file must be converted with BinHex 4.0)']) {
+    const watch = new PlainBodyWatch();
+    watch.write(Buffer.from('hello\r\n'));
+    watch.write(Buffer.from(start.slice(0, 20)));
+    watch.write(Buffer.from(`${start.slice(20)}\r\n`));
+    assert.equal(watch.needsFullWalk, true, start);
+    const first = new PlainBodyWatch();
+    first.write(Buffer.from(start));
+    assert.equal(first.needsFullWalk, true, start);
+  }
   const plain = new PlainBodyWatch();
-  const text = Buffer.from('We will begin at nine.\r\nPK is a name.\r\n');
+  const text = Buffer.from('We will begin at nine.\r\nPK is a name. =ybegin (This file must be converted with BinHex)\r\n');
   plain.write(text);
   assert.equal(plain.needsFullWalk, false);
   assert.equal(plain.size, text.length);

@@ -56,8 +56,18 @@ describe('transferDecoder', () => {
     assert.ok(heldAtMost <= 17 * 1024 + 1000, `held ${heldAtMost} characters`);
   });
 
-  test('7bit, 8bit, binary and unknown encodings pass through unchanged', () => {
+  test('the first token of the encoding, lower-case, is the encoding (as Thunderbird reads it)', () => {
+    for (const encoding of ['base64; x=1', 'base64 x', 'base64,x', 'BASE64', ' Base64\t']) assertEveryCut(encoding, 'TVqQAA==\r\n', Buffer.from([0x4d, 0x5a, 0x90, 0x00]));
+    assertEveryCut('quoted-printable;x', 'MZ=90=00', Buffer.from([0x4d, 0x5a, 0x90, 0x00]));
+  });
+
+  test('a uuencoded part (x-uuencode, x-uue, uuencode, uue) is its file after the begin line', () => {
+    for (const encoding of ['x-uuencode', 'X-UUE', 'uuencode', 'uue; x'])
+      assertEveryCut(encoding, 'hello\r\nbegin 644 a.txt\r\n)35J0 &AE;&QO\r\n`\r\nend\r\nbye\r\n', Buffer.from('MZ\x90\x00hello', 'latin1'));
+  });
+
+  test('7bit, 8bit, binary, unknown and quoted encodings pass through unchanged', () => {
     const bytes = Buffer.from('PK\x03\x04=41\r\n\xff', 'latin1');
-    for (const encoding of ['7bit', '8bit', 'binary', 'x-uuencode', false] as const) assert.deepEqual(decodeInPieces(encoding, bytes, [3]), bytes);
+    for (const encoding of ['7bit', '8bit', 'binary', 'x-foo', '"base64"', false] as const) assert.deepEqual(decodeInPieces(encoding, bytes, [3]), bytes);
   });
 });
