@@ -16,7 +16,7 @@ import { ContentCollector } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
 import { lastExtension, normaliseFileName } from './file-name.js';
-import { BINARY_DANGEROUS_TYPES, MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
+import { BODY_DANGEROUS_TYPES, MAGIC_HEAD_BYTES, type RealType, detectType } from './magic.js';
 import { type LeafPart, type LeafSink, MimeLeafSplitter } from './mime-leaf-splitter.js';
 import { PlainBodyWatch, plainTextBody } from './plain-text-shortcut.js';
 import { namesFromHeaderLines } from './mime-names.js';
@@ -205,9 +205,9 @@ class MessageWalker {
   ): Promise<void> {
     const shared = this.shared;
     const detected = detectType(collector.head(), collector.tail());
-    // An unnamed text body is shown as text, so only content no text can be (executables, disk images) is
-    // judged there: a `#!` first line or a script in an HTML body is ordinary mail.
-    if (!isBodyText || BINARY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
+    // An unnamed text body is shown as text, so only content no text can be (executables, disk images) and HTML
+    // that hands the browser a file is judged there: a `#!` first line or an ordinary script is ordinary mail.
+    if (!isBodyText || BODY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
     const members = await this.inspectArchive(report, collector, detected, zipByName, names[0] ?? 'archive', path);
     collector.release();
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
@@ -420,7 +420,7 @@ export class AttachmentInspector {
       const detectedType = detectType(sc.magic.head(), sc.magic.tail());
       sc.magic.release();
       this.held = [];
-      const findings = BINARY_DANGEROUS_TYPES.has(detectedType) ? checkContent(detectedType, [], sc.contentType, this.shared.content, 'part 1') : [];
+      const findings = BODY_DANGEROUS_TYPES.has(detectedType) ? checkContent(detectedType, [], sc.contentType, this.shared.content, 'part 1') : [];
       return { findings, parts: [{ path: 'part 1', contentType: sc.contentType, names: [], size: sc.body.size, detectedType }] };
     }
     const root = this.walker();

@@ -22,8 +22,12 @@ export const DANGEROUS_TYPE_LABELS = [
   'html-smuggling', // HTML that builds a download from script (Blob, atob, msSaveOrOpenBlob)
 ] as const;
 export type DangerousType = (typeof DANGEROUS_TYPE_LABELS)[number];
-/** Dangerous types no text can be: judged even in an unnamed text body (script-like ones are not). */
-export const BINARY_DANGEROUS_TYPES: ReadonlySet<RealType> = new Set<RealType>(['pe', 'elf', 'macho', 'java-class', 'lnk', 'chm', 'iso', 'vhd', 'vhdx', 'dmg', 'wim']);
+/**
+ * Dangerous types judged even in an unnamed text body: content no text can be, and HTML that hands the browser a
+ * file to save or runs as an application (Outlook shows an HTML body after an attachment as ATT00001.htm, which
+ * opens in a browser). A `#!` line or an ordinary script is not judged there.
+ */
+export const BODY_DANGEROUS_TYPES: ReadonlySet<RealType> = new Set<RealType>(['pe', 'elf', 'macho', 'java-class', 'lnk', 'chm', 'iso', 'vhd', 'vhdx', 'dmg', 'wim', 'hta', 'html-smuggling']);
 /**
  * All but `shebang`: a `#!` script runs on no double click (Windows opens it in an editor, Unix mail clients do
  * not execute attachments), and developers mail shell scripts and source archives every day.

@@ -107,6 +107,18 @@ describe('AttachmentInspector', () => {
     assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}/${f.path}`), ['malformed-mime/ambiguous-structure/message']);
   });
 
+  test('an unnamed HTML body that hands the browser a file is judged (Outlook shows one after an attachment as ATT00001.htm)', async () => {
+    const smuggler = '<html><body><script>var b = new Blob([atob("TVo=")]); var a = document.createElement("a"); a.href = URL.createObjectURL(b); a.download = "invoice.exe"; a.click();</script></body></html>';
+    const raw = message([file('report.pdf', SAMPLES.pdf(), 'application/pdf'), { headers: 'Content-Type: text/html; charset=utf-8\r\n', body: smuggler }]);
+    const r = await inspectMessage(raw, defaultAttachmentsConfig());
+    assert.deepEqual(r.findings.map((f) => `${f.kind}/${f.rule}`), ['dangerous-content/html-smuggling']);
+    // An HTML body with ordinary script, and the same smuggling page as the only body (the plain-text shortcut), likewise.
+    const ordinary = message([{ headers: 'Content-Type: text/html; charset=utf-8\r\n', body: '<html><script>document.title = "x"</script><p>hi</p></html>' }]);
+    assert.deepEqual((await inspectMessage(ordinary, defaultAttachmentsConfig())).findings, []);
+    const only = Buffer.from(`From: a@example.net\r\nContent-Type: text/html\r\n\r\n${smuggler}\r\n`);
+    assert.deepEqual((await inspectMessage(only, defaultAttachmentsConfig())).findings.map((f) => f.rule), ['html-smuggling']);
+  });
+
   test('too many parts is malformed-mime', async () => {
     const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
     const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));
