@@ -1,6 +1,7 @@
 // The `relay` and `rateLimit` sections of the config file. Defaults make a fresh install safe: only loopback
 // is trusted, nothing but `localhost` is ours (so an unconfigured gateway relays for nobody), and rate limits
 // are on with generous numbers that still stop one client from filling the queue.
+import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { duration } from '../config/units.js';
@@ -26,10 +27,18 @@ const ipAddress = z.string().superRefine((v, ctx) => {
 
 const DOMAIN_ENTRY = /^\.?(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 
-/** `example.com` (exactly that domain) or `.example.com` (any subdomain, not the domain itself). */
+/** An internationalised name as the address parser compares it: A-labels (`bücher.example` → `xn--bcher-kva.example`). */
+function toALabels(v: string): string {
+  if (!/[^\x00-\x7f]/.test(v)) return v;
+  const dot = v.startsWith('.') ? '.' : '';
+  const ascii = domainToASCII(v.slice(dot.length));
+  return ascii === '' ? v : dot + ascii;
+}
+
+/** `example.com` (exactly that domain) or `.example.com` (any subdomain, not the domain itself); IDNs in either form. */
 const domainEntry = z
   .string()
-  .transform((v) => v.trim().toLowerCase().replace(/\.$/, ''))
+  .transform((v) => toALabels(v.trim().toLowerCase().replace(/\.$/, '')))
   .refine((v) => DOMAIN_ENTRY.test(v), { message: 'a domain such as example.com, or .example.com for its subdomains' });
 
 /** A host name or address as the MTA reports a next hop (`{rcpt_host}`), brackets and port removed. */

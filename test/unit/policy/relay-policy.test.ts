@@ -11,12 +11,16 @@ import { RelayPolicy, type RecipientContext } from 'postfix-milter-ts/policy/rel
 const policy = new RelayPolicy(
   relaySchema.parse({
     trustedNetworks: ['127.0.0.0/8', '::1', '10.0.0.0/8', '2001:db8:aaaa::/48'],
-    localDomains: ['ours.test', 'localhost'],
+    // An IDN entry written in Unicode: stored as A-labels, as addresses compare.
+    localDomains: ['ours.test', 'localhost', 'bücher.test', '.xn--bcher-kva.test'],
     relayDomains: ['relayed.test', '.relayed.test'],
     relayNextHops: ['[10.9.9.9]:25'],
     ownAddresses: ['192.0.2.1', '2001:db8::25'],
   }),
 );
+
+/** What the milter protocol delivers for a UTF-8 argument: one character per byte. */
+const wire = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
 
 const UNTRUSTED: ClientIdentity = { address: '198.51.100.7', hostname: 'unknown', authUser: undefined };
 const TRUSTED: ClientIdentity = { address: '10.1.2.3', hostname: 'app.internal', authUser: undefined };
@@ -74,6 +78,10 @@ const RCPT_TABLE: readonly Row[] = [
   ['X.400 encoding at our gateway', '<"/c=us/admd=x/s=u(a)ext.test/"@ours.test>', 'pass', 'pass', 'pass'],
   ['X.400 encoding at a foreign gateway', '<"/c=us/s=u/"@x400gw.test>', 'relay-denied', 'pass', 'pass'],
   ['DECnet encoding', '<"gw::smtp%\\"u@ext.test\\""@ours.test>', 'quoted-routing', 'pass', 'pass'],
+  ['our IDN (SMTPUTF8)', wire('<alice@bücher.test>'), 'pass', 'pass', 'pass'],
+  ['our IDN, subdomain entry', wire('<alice@mx.bücher.test>'), 'pass', 'pass', 'pass'],
+  ['a foreign IDN', wire('<alice@bücher.example>'), 'relay-denied', 'pass', 'pass'],
+  ['invalid UTF-8', '<alice@b\xfccher.test>', 'bad-recipient-syntax', 'bad-recipient-syntax', 'bad-recipient-syntax'],
 ];
 
 const MAIL_TABLE: readonly Row[] = [
@@ -90,6 +98,9 @@ const MAIL_TABLE: readonly Row[] = [
   ['showing ours, routed on', '<s%ext.test@ours.test>', 'spoofed-sender', 'pass', 'pass'],
   ['showing ours, bang path on', '<ext.test!s@ours.test>', 'spoofed-sender', 'pass', 'pass'],
   ['null domain', '<s@>', 'bad-sender-syntax', 'bad-sender-syntax', 'bad-sender-syntax'],
+  ['our IDN (SMTPUTF8)', wire('<alice@bücher.test>'), 'spoofed-sender', 'pass', 'pass'],
+  ['our domain behind a soft hyphen', wire('<ceo@ou\u00ADrs.test>'), 'spoofed-sender', 'pass', 'pass'],
+  ['invalid UTF-8', '<alice@b\xfccher.test>', 'bad-sender-syntax', 'bad-sender-syntax', 'bad-sender-syntax'],
 ];
 
 const CLIENTS = [
