@@ -200,6 +200,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         nullSender: m.sender === '<>' || m.sender === '',
         rcptMailer: session.macro('{rcpt_mailer}'),
         rcptHost: session.macro('{rcpt_host}'),
+        rcptAddr: session.macro('{rcpt_addr}'),
         serverAddress: session.macro('{daemon_addr}') ?? session.macro('{if_addr}'),
       };
       const byRelay = relay.checkRecipient(s.client, recipient, context);

@@ -275,6 +275,26 @@ function resolve(raw: string, inner: string, tricks: TrickSet): EnvelopeAddress 
   };
 }
 
+// Tricks that change only the spelling, never which mailbox is named.
+const SPELLING_TRICKS: ReadonlySet<AddressTrick> = new Set<AddressTrick>(['trailing-dot', 'mixed-case-domain', 'no-angle-brackets']);
+// A dot-atom local part, with UTF-8 allowed as in RFC 6531: nothing an MTA could read as routing or gateway syntax.
+const PLAIN_LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+)*$/u;
+
+/**
+ * `local@domain` and nothing more: a dot-atom local part (no quotes, escapes, `%`, `!`, `:`), a domain name (no
+ * literal), no routing. Only the MTA's own tables can make such an address go anywhere but that domain.
+ */
+export function isPlainMailbox(address: EnvelopeAddress): boolean {
+  return (
+    address.kind === 'mailbox' &&
+    address.domainForm?.kind === 'name' &&
+    address.tricks.every((t) => SPELLING_TRICKS.has(t)) &&
+    !address.localPart.includes('%') &&
+    !address.localPart.includes('!') &&
+    PLAIN_LOCAL.test(address.localPart)
+  );
+}
+
 /** The bytes of a protocol string (one character per byte) read as UTF-8. */
 function decodeUtf8(raw: string): string {
   // Pure ASCII reads the same either way.

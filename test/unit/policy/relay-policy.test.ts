@@ -192,7 +192,7 @@ describe('null sender', () => {
   });
 });
 
-describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host})', () => {
+describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host}, {rcpt_addr})', () => {
   const cases: readonly [string, string, Partial<RecipientContext>, ClientIdentity, string][] = [
     ['local domain delivered locally (Postfix local)', '<u@ours.test>', { rcptMailer: 'local', rcptHost: 'ours.test' }, UNTRUSTED, 'pass'],
     ['local domain to virtual mailbox', '<u@ours.test>', { rcptMailer: 'virtual', rcptHost: 'ours.test' }, UNTRUSTED, 'pass'],
@@ -209,6 +209,23 @@ describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host})', () => 
     ['foreign domain the MTA would deliver locally stays foreign', '<u@ext.test>', { rcptMailer: 'local', rcptHost: 'ext.test' }, UNTRUSTED, 'relay-denied'],
     ['the address the client connected to, as literal', '<u@[198.18.0.1]>', { serverAddress: '198.18.0.1' }, UNTRUSTED, 'pass'],
     ['another literal, with a server address given', '<u@[198.18.0.2]>', { serverAddress: '198.18.0.1' }, UNTRUSTED, 'domain-literal'],
+    // Sendmail's virtusertable forwards `friend@ours.test` to `friend@elsewhere.example`: the admin's table, not the client.
+    ['local address forwarded by the MTA (virtusertable)', '<friend@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'friend@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['catch-all forward keeping the local part', '<anyone@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'anyone@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['relay domain forwarded by the MTA', '<friend@relayed.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'friend@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['local address routed out unchanged', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ours.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['unchanged but for case and a trailing dot', '<User@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: '<user@OURS.test.>' }, UNTRUSTED, 'mta-routes-out'],
+    ['routed out, no {rcpt_addr}', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['routed out, malformed {rcpt_addr}', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: '<u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    // Forms the MTA may route on that are not plain: the rewritten {rcpt_addr} does not excuse them.
+    ['DECnet node::user the MTA routes out', '<ext::u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext', rcptAddr: 'u@ext' }, UNTRUSTED, 'mta-routes-out'],
+    ['quoted local part the MTA routes out', '<"u ext"@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['our IP literal the MTA rewrites', '<u@[192.0.2.1]>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    // Relay tricks are refused before the MTA's routing is looked at, whatever it reports.
+    ['percent hack the MTA resolves', '<u%ext.test@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'percent-hack'],
+    ['bang path the MTA resolves', '<ext.test!u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'bang-path'],
+    ['quoted @ the MTA resolves', '<"u@ext.test"@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'quoted-routing'],
+    ['source route the MTA resolves', '<@ours.test:u@ext.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'source-route'],
   ];
   for (const [name, address, extra, client, expected] of cases) {
     test(`${name} → ${expected}`, () => {
