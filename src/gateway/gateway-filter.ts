@@ -8,6 +8,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { GatewayMetrics, MessageVerdict } from '../metrics/gateway-metrics.js';
 import type { TopOffenders } from '../metrics/top-offenders.js';
+import { parseEnvelopeAddress } from '../policy/address.js';
 import type { ClientIdentity, EnvelopeDecision, EnvelopeRefusal } from '../policy/decision.js';
 import type { RateLimiter } from '../policy/rate-limiter.js';
 import type { RelayPolicy } from '../policy/relay-policy.js';
@@ -197,7 +198,8 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       }
       const context = {
         recipientIndex: index,
-        nullSender: m.sender === '<>' || m.sender === '',
+        // `< >` is the null sender too (both MTAs leave {mail_addr} empty), not only `<>`.
+        nullSender: parseEnvelopeAddress(m.sender).kind === 'null',
         rcptMailer: session.macro('{rcpt_mailer}'),
         rcptHost: session.macro('{rcpt_host}'),
         rcptAddr: session.macro('{rcpt_addr}'),
