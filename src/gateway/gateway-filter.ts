@@ -31,8 +31,6 @@ export interface GatewayServices {
 interface MessageState {
   readonly sender: string;
   readonly startedAt: number;
-  /** RCPT commands seen, refused ones included. */
-  rcptIndex: number;
   readonly recipients: string[];
   readonly refusals: string[];
   /**
@@ -165,7 +163,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const authUser = session.macro('{auth_authen}');
       s.client = { ...s.client, authUser: authUser === undefined || authUser === '' ? undefined : authUser };
       const refusal = s.connectRefusal;
-      s.message = { sender, startedAt: performance.now(), rcptIndex: 0, recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
+      s.message = { sender, startedAt: performance.now(), recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
       if (refusal) {
         // Refused at connect: the session gives that refusal; the message is not counted against the limits.
         s.message.refusals.push(`connect ${refusal.rule}`);
@@ -183,7 +181,6 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const s = session.state;
       const m = s.message;
       if (!m) return undefined;
-      const index = m.rcptIndex++;
       if (m.refusal && !s.localSubmission) {
         // Refused with the message; nothing to check, and nothing counted against the rate limits.
         metrics.recipient(m.refusal.class === 'reject' ? 'rejected' : 'tempfailed');
@@ -197,7 +194,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         return undefined;
       }
       const context = {
-        recipientIndex: index,
+        acceptedRecipients: m.recipients.length,
         // `< >` is the null sender too (both MTAs leave {mail_addr} empty), not only `<>`.
         nullSender: parseEnvelopeAddress(m.sender).kind === 'null',
         rcptMailer: session.macro('{rcpt_mailer}'),

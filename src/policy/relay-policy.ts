@@ -11,8 +11,8 @@ import { normaliseHost, type RelayConfig } from './envelope-config.js';
 
 /** What the milter knows at RCPT besides the address. Macro values may be passed as the MTA gave them. */
 export interface RecipientContext {
-  /** 0-based position of this RCPT in the message, refused ones included. */
-  readonly recipientIndex: number;
+  /** Recipients of this message accepted so far; refused ones do not count (a bounce to a refused address had none). */
+  readonly acceptedRecipients: number;
   /** The message's MAIL FROM was `<>`. */
   readonly nullSender: boolean;
   /** `{rcpt_mailer}`: the MTA's transport for this recipient (Postfix: smtp, relay, local, virtual, lmtp, error…). */
@@ -145,7 +145,7 @@ export class RelayPolicy {
       return refuse(553, '5.1.3', rule, `Bad recipient address syntax: ${parsed.reason}`);
     }
     const nullLimit = this.config.nullSenderMaxRecipients;
-    if (context.nullSender && nullLimit !== null && context.recipientIndex >= nullLimit) {
+    if (context.nullSender && nullLimit !== null && context.acceptedRecipients >= nullLimit) {
       return refuse(554, '5.7.1', 'null-sender-recipients', `A message with the null sender (a bounce) may have at most ${nullLimit} recipient${nullLimit === 1 ? '' : 's'}`);
     }
     if (this.mayRelay(client)) return PASS;

@@ -374,6 +374,28 @@ test('null sender: the first recipient is accepted, a second one is refused (a b
   }
 });
 
+test('null sender written `< >`, after a refused relay attempt: our first recipient is accepted, a second one refused', async () => {
+  const smtp = await connect('192.0.2.31');
+  try {
+    const before = (await pf().readMessages('alice')).length;
+    const mail = await smtp.command('MAIL FROM:< >');
+    assert.equal(mail.code, 250, mail.raw);
+    const relay = await smtp.command(`RCPT TO:<${U}@${EXT}>`);
+    assert.match(relay.raw, /^554 5\.7\.1 .*Relay access denied/);
+    // The refused recipient does not count against the bounce's one recipient.
+    const first = await smtp.command('RCPT TO:<alice@example.test>');
+    assert.equal(first.code, 250, first.raw);
+    const second = await smtp.command('RCPT TO:<bob@example.test>');
+    assert.match(second.raw, /^554 5\.7\.1 A message with the null sender \(a bounce\) may have at most 1 recipient/);
+    const sent = await smtp.data(message('a bounce written < >'));
+    assert.equal(sent.final?.code, 250, JSON.stringify(sent));
+    await pf().waitForMessages('alice', before + 1);
+    await smtp.quit();
+  } finally {
+    smtp.destroy();
+  }
+});
+
 test('SMTPUTF8: our internationalised domain is ours as recipient and refused as sender from an untrusted client', async () => {
   const smtp = await connect('192.0.2.32');
   try {

@@ -37,4 +37,14 @@ describe('the null sender: one recipient per bounce', () => {
       await c.quit();
     });
   }
+
+  test('only accepted recipients count: a refused relay attempt does not use up the bounce\'s recipient', async () => {
+    const c = await untrustedSession('192.0.2.61');
+    await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+    assert.match(await rcpt(c, '<victim@elsewhere.example>'), /^554 5\.7\.1 Relay access denied/);
+    assert.equal(await rcpt(c, '<alice@example.test>'), 'continue');
+    assert.equal(await rcpt(c, '<bob@example.test>'), ONE_RECIPIENT);
+    await c.send({ type: 'abort' });
+    await c.quit();
+  });
 });

@@ -26,7 +26,7 @@ const UNTRUSTED: ClientIdentity = { address: '198.51.100.7', hostname: 'unknown'
 const TRUSTED: ClientIdentity = { address: '10.1.2.3', hostname: 'app.internal', authUser: undefined };
 const AUTHENTICATED: ClientIdentity = { address: '198.51.100.7', hostname: 'unknown', authUser: 'alice' };
 
-const FIRST: RecipientContext = { recipientIndex: 0, nullSender: false };
+const FIRST: RecipientContext = { acceptedRecipients: 0, nullSender: false };
 
 /** 'pass' or the refusal's rule. */
 function outcome(decision: EnvelopeDecision): string {
@@ -153,7 +153,7 @@ describe('refusal replies', () => {
     ['spoofed sender', () => policy.checkSender(UNTRUSTED, '<s@ours.test>'), 554, '5.7.1'],
     ['bad recipient syntax', () => policy.checkRecipient(TRUSTED, '<u@>', FIRST), 553, '5.1.3'],
     ['bad sender syntax', () => policy.checkSender(TRUSTED, '<s@>'), 553, '5.1.7'],
-    ['bounce with two recipients', () => policy.checkRecipient(TRUSTED, '<u@ours.test>', { recipientIndex: 1, nullSender: true }), 554, '5.7.1'],
+    ['bounce with two recipients', () => policy.checkRecipient(TRUSTED, '<u@ours.test>', { acceptedRecipients: 1, nullSender: true }), 554, '5.7.1'],
   ];
   for (const [name, decide, code, xcode] of cases) {
     test(`${name}: ${code} ${xcode}, class reject, label-safe rule, readable text`, () => {
@@ -171,11 +171,11 @@ describe('refusal replies', () => {
 
 describe('null sender', () => {
   const cases: readonly [string, RecipientContext, ClientIdentity, string][] = [
-    ['first recipient of a bounce', { recipientIndex: 0, nullSender: true }, UNTRUSTED, 'pass'],
-    ['second recipient of a bounce, untrusted', { recipientIndex: 1, nullSender: true }, UNTRUSTED, 'null-sender-recipients'],
-    ['second recipient of a bounce, trusted', { recipientIndex: 1, nullSender: true }, TRUSTED, 'null-sender-recipients'],
-    ['third recipient of a bounce, authenticated', { recipientIndex: 2, nullSender: true }, AUTHENTICATED, 'null-sender-recipients'],
-    ['second recipient of a normal message', { recipientIndex: 1, nullSender: false }, UNTRUSTED, 'pass'],
+    ['a bounce with no recipient accepted yet', { acceptedRecipients: 0, nullSender: true }, UNTRUSTED, 'pass'],
+    ['a bounce with one recipient accepted, untrusted', { acceptedRecipients: 1, nullSender: true }, UNTRUSTED, 'null-sender-recipients'],
+    ['a bounce with one recipient accepted, trusted', { acceptedRecipients: 1, nullSender: true }, TRUSTED, 'null-sender-recipients'],
+    ['a bounce with two recipients accepted, authenticated', { acceptedRecipients: 2, nullSender: true }, AUTHENTICATED, 'null-sender-recipients'],
+    ['a normal message with one recipient accepted', { acceptedRecipients: 1, nullSender: false }, UNTRUSTED, 'pass'],
   ];
   for (const [name, context, client, expected] of cases) {
     test(`${name} → ${expected}`, () => {
@@ -186,9 +186,9 @@ describe('null sender', () => {
   test('the limit is configurable and can be turned off', () => {
     const two = new RelayPolicy(relaySchema.parse({ localDomains: ['ours.test'], nullSenderMaxRecipients: 2 }));
     const none = new RelayPolicy(relaySchema.parse({ localDomains: ['ours.test'], nullSenderMaxRecipients: null }));
-    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 1, nullSender: true })), 'pass');
-    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 2, nullSender: true })), 'null-sender-recipients');
-    assert.equal(outcome(none.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 50, nullSender: true })), 'pass');
+    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 1, nullSender: true })), 'pass');
+    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 2, nullSender: true })), 'null-sender-recipients');
+    assert.equal(outcome(none.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 50, nullSender: true })), 'pass');
   });
 });
 
