@@ -108,7 +108,7 @@ async function main(): Promise<void> {
   // Relay decisions.
   let refusals = 0;
   const rcpt = timeLoop(DECISION_SECONDS, (i) => {
-    const d = relay.checkRecipient(CLIENTS[i % 3] as ClientIdentity, RECIPIENTS[i % RECIPIENTS.length] as string, { recipientIndex: 0, nullSender: false });
+    const d = relay.checkRecipient(CLIENTS[i % 3] as ClientIdentity, RECIPIENTS[i % RECIPIENTS.length] as string, { acceptedRecipients: 0, nullSender: false });
     if (d.type === 'refuse') refusals++;
   });
   const mail = timeLoop(DECISION_SECONDS / 2, (i) => {

@@ -8,8 +8,9 @@ import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { GatewayMetrics, MessageVerdict } from '../metrics/gateway-metrics.js';
 import type { TopOffenders } from '../metrics/top-offenders.js';
+import { parseEnvelopeAddress } from '../policy/address.js';
 import type { ClientIdentity, EnvelopeDecision, EnvelopeRefusal } from '../policy/decision.js';
-import type { RateLimiter } from '../policy/rate-limiter.js';
+import { isStoreUnavailable, type RateLimiter } from '../policy/rate-limiter.js';
 import type { RelayPolicy } from '../policy/relay-policy.js';
 import type { ClamdScanner } from '../scanner/clamd-scanner.js';
 import type { ScanResult } from '../scanner/scan-result.js';
@@ -31,8 +32,6 @@ export interface GatewayServices {
 interface MessageState {
   readonly sender: string;
   readonly startedAt: number;
-  /** RCPT commands seen, refused ones included. */
-  rcptIndex: number;
   readonly recipients: string[];
   readonly refusals: string[];
   /**
@@ -59,6 +58,8 @@ interface SessionState {
   localSubmission: boolean;
   /** The connection rate limit refused this client: every message of the session is refused. */
   connectRefusal: Refusal | undefined;
+  /** The connection could not be counted at CONNECT (counter store unavailable): it is counted at MAIL. */
+  connectionUncounted: boolean;
   message: MessageState | undefined;
 }
 
@@ -93,7 +94,8 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
     const s = session.state;
     if (d.rule.startsWith('rate-')) metrics.rateLimited(d.rule.slice('rate-'.length));
     else metrics.relayRejected(d.rule);
-    offenders.record(s.client.address || 'unknown', d.rule);
+    // Our counter store failing is no offence of the client's.
+    if (!isStoreUnavailable(d)) offenders.record(s.client.address || 'unknown', d.rule);
     s.message?.refusals.push(`${stage} ${d.rule}`);
     s.log.info({ stage, rule: d.rule, reply: `${d.code} ${d.xcode}` }, `refused at ${stage}: ${d.text}`);
     return toVerdict(d);
@@ -109,7 +111,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
   const refuseMessage = (session: Session, d: Extract<EnvelopeDecision, { type: 'refuse' }>, stage: 'connect' | 'mail'): Verdict | undefined => {
     const refusal = { verdict: refused(session, d, stage), class: d.class, rule: d.rule };
     if (stage === 'connect') session.state.connectRefusal = refusal;
-    else if (session.state.message) session.state.message.refusal = refusal;
+    if (session.state.message) session.state.message.refusal = refusal;
     return session.state.localSubmission ? undefined : refusal.verdict;
   };
 
@@ -146,7 +148,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
     // bounded; it reached 920 MiB when the bound counted packets only).
     noReply: ['connect', 'helo', 'envfrom', 'data', 'header', 'eoh', 'body'],
 
-    createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, connectRefusal: undefined, message: undefined }),
+    createState: () => ({ client: { address: '', hostname: '', authUser: undefined }, log, localSubmission: false, connectRefusal: undefined, connectionUncounted: false, message: undefined }),
 
     async connect(session, info: ConnectInfo) {
       const s = session.state;
@@ -156,6 +158,12 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       s.localSubmission = info.port === 0 && info.hostname === 'localhost' && (info.address === '127.0.0.1' || info.address === '::1');
       s.log = log.child({ session: session.id, client: info.address, clientName: info.hostname });
       const d = await limiter.onConnect(s.client);
+      if (isStoreUnavailable(d)) {
+        // Not held for the session: every message would be refused long after the store is back. MAIL counts it.
+        s.connectionUncounted = true;
+        s.log.debug({ stage: 'connect' }, 'connection not counted (rate-limit store unavailable); counted at MAIL');
+        return undefined;
+      }
       return d.type === 'refuse' ? refuseMessage(session, d, 'connect') : undefined;
     },
 
@@ -167,11 +175,19 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const authUser = session.macro('{auth_authen}');
       s.client = { ...s.client, authUser: authUser === undefined || authUser === '' ? undefined : authUser };
       const refusal = s.connectRefusal;
-      s.message = { sender, startedAt: performance.now(), rcptIndex: 0, recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
+      s.message = { sender, startedAt: performance.now(), recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
       if (refusal) {
         // Refused at connect: the session gives that refusal; the message is not counted against the limits.
         s.message.refusals.push(`connect ${refusal.rule}`);
         return undefined;
+      }
+      if (s.connectionUncounted) {
+        // Counted as at CONNECT (over the limit refuses the session); the store still unavailable refuses this
+        // message only, and the next MAIL tries again.
+        const byConnection = await limiter.onConnect(s.client);
+        const unavailable = isStoreUnavailable(byConnection);
+        if (!unavailable) s.connectionUncounted = false;
+        if (byConnection.type === 'refuse') return refuseMessage(session, byConnection, unavailable ? 'mail' : 'connect');
       }
       const serverAddress = session.macro('{daemon_addr}') ?? session.macro('{if_addr}');
       const bySender = relay.checkSender(s.client, sender, { serverAddress });
@@ -185,7 +201,6 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const s = session.state;
       const m = s.message;
       if (!m) return undefined;
-      const index = m.rcptIndex++;
       if (m.refusal && !s.localSubmission) {
         // Refused with the message; nothing to check, and nothing counted against the rate limits.
         metrics.recipient(m.refusal.class === 'reject' ? 'rejected' : 'tempfailed');
@@ -199,10 +214,12 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         return undefined;
       }
       const context = {
-        recipientIndex: index,
-        nullSender: m.sender === '<>' || m.sender === '',
+        acceptedRecipients: m.recipients.length,
+        // `< >` is the null sender too (both MTAs leave {mail_addr} empty), not only `<>`.
+        nullSender: parseEnvelopeAddress(m.sender).kind === 'null',
         rcptMailer: session.macro('{rcpt_mailer}'),
         rcptHost: session.macro('{rcpt_host}'),
+        rcptAddr: session.macro('{rcpt_addr}'),
         serverAddress: session.macro('{daemon_addr}') ?? session.macro('{if_addr}'),
       };
       const byRelay = relay.checkRecipient(s.client, recipient, context);

@@ -69,7 +69,11 @@ const DOT_ATOM_LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?
 // Letters, digits, hyphen and underscore (seen in real DNS names even if not in hostnames).
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const DOTTED_QUAD = /^\d+\.\d+\.\d+\.\d+$/;
-const CONTROL = /[\x00-\x1f\x7f]/;
+// C0, DEL and C1: C1 only exists once the bytes are read as UTF-8 (U+0080–U+009F).
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
+// The milter protocol hands over each byte as one character (Latin-1, byte-faithful); SMTPUTF8 addresses are
+// UTF-8, so they are read again as such. Invalid UTF-8 is refused, not guessed at. The BOM is kept as a byte.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Malformed extends Error {}
 
@@ -271,15 +275,47 @@ function resolve(raw: string, inner: string, tricks: TrickSet): EnvelopeAddress 
   };
 }
 
+// Tricks that change only the spelling, never which mailbox is named.
+const SPELLING_TRICKS: ReadonlySet<AddressTrick> = new Set<AddressTrick>(['trailing-dot', 'mixed-case-domain', 'no-angle-brackets']);
+// A dot-atom local part, with UTF-8 allowed as in RFC 6531: nothing an MTA could read as routing or gateway syntax.
+const PLAIN_LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+)*$/u;
+
 /**
- * Parses an envelope address as the MTA passed it (`<u@example.com>`, brackets optional) and resolves
- * it. Never throws: unparsable input is `{ kind: 'malformed', reason }`.
+ * `local@domain` and nothing more: a dot-atom local part (no quotes, escapes, `%`, `!`, `:`), a domain name (no
+ * literal), no routing. Only the MTA's own tables can make such an address go anywhere but that domain.
+ */
+export function isPlainMailbox(address: EnvelopeAddress): boolean {
+  return (
+    address.kind === 'mailbox' &&
+    address.domainForm?.kind === 'name' &&
+    address.tricks.every((t) => SPELLING_TRICKS.has(t)) &&
+    !address.localPart.includes('%') &&
+    !address.localPart.includes('!') &&
+    PLAIN_LOCAL.test(address.localPart)
+  );
+}
+
+/** The bytes of a protocol string (one character per byte) read as UTF-8. */
+function decodeUtf8(raw: string): string {
+  // Pure ASCII reads the same either way.
+  if (!/[^\x00-\x7f]/.test(raw)) return raw;
+  if (/[^\x00-\xff]/.test(raw)) throw new Malformed('characters that are not bytes (expected the milter protocol\'s byte string)');
+  try {
+    return UTF8.decode(Buffer.from(raw, 'latin1'));
+  } catch {
+    throw new Malformed('bytes that are not valid UTF-8');
+  }
+}
+
+/**
+ * Parses an envelope address as the milter protocol delivered it (each byte one character: `<u@example.com>`,
+ * brackets optional) and resolves it. Never throws: unparsable input is `{ kind: 'malformed', reason }`.
  */
 export function parseEnvelopeAddress(raw: string): EnvelopeAddress {
   const tricks = new TrickSet();
   try {
-    let text = raw.trim();
-    if (text.length > MAX_ADDRESS_LENGTH) throw new Malformed(`an address longer than ${MAX_ADDRESS_LENGTH} characters`);
+    if (raw.length > MAX_ADDRESS_LENGTH) throw new Malformed(`an address longer than ${MAX_ADDRESS_LENGTH} bytes`);
+    let text = decodeUtf8(raw).trim();
     if (CONTROL.test(text)) throw new Malformed('control characters');
     if (text.startsWith('<')) {
       if (!text.endsWith('>')) throw new Malformed('a missing closing >');

@@ -1,6 +1,7 @@
 // The `relay` and `rateLimit` sections of the config file. Defaults make a fresh install safe: only loopback
 // is trusted, nothing but `localhost` is ours (so an unconfigured gateway relays for nobody), and rate limits
 // are on with generous numbers that still stop one client from filling the queue.
+import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { duration } from '../config/units.js';
@@ -20,16 +21,46 @@ const network = z.string().superRefine((v, ctx) => {
   ctx.addIssue({ code: 'custom', message: `'${v}' is not an IPv4 or IPv6 address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)` });
 });
 
+/**
+ * The address family an entry trusts every client of, if any: a /0, or an IPv4-mapped prefix of /96 or shorter
+ * (taken as the IPv4 network it maps, so `::ffff:0:0/96` is 0.0.0.0/0; Postfix's mynetworks matches no IPv4 client
+ * with it, so it is an easy mistake to copy).
+ */
+function wholeFamily(v: string): 'IPv4' | 'IPv6' | undefined {
+  if (!v.includes('/')) return undefined;
+  const [address, bits] = ipaddr.parseCIDR(v);
+  const mapped = address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress();
+  if (mapped && bits <= 96) return 'IPv4';
+  if (bits === 0) return address.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
+  return undefined;
+}
+
+/** A network allowed to relay: a valid one, and never a whole address family (an open relay). */
+const trustedNetwork = network.superRefine((v, ctx) => {
+  if (!isNetwork(v)) return;
+  const family = wholeFamily(v);
+  if (family === undefined) return;
+  ctx.addIssue({ code: 'custom', message: `'${v}' covers every ${family} address: trusting it makes an open relay; list the networks that may relay` });
+});
+
 const ipAddress = z.string().superRefine((v, ctx) => {
   if (!isAddress(v)) ctx.addIssue({ code: 'custom', message: `'${v}' is not an IPv4 or IPv6 address (IPv4 is written as four decimal parts)` });
 });
 
 const DOMAIN_ENTRY = /^\.?(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 
-/** `example.com` (exactly that domain) or `.example.com` (any subdomain, not the domain itself). */
+/** An internationalised name as the address parser compares it: A-labels (`bücher.example` → `xn--bcher-kva.example`). */
+function toALabels(v: string): string {
+  if (!/[^\x00-\x7f]/.test(v)) return v;
+  const dot = v.startsWith('.') ? '.' : '';
+  const ascii = domainToASCII(v.slice(dot.length));
+  return ascii === '' ? v : dot + ascii;
+}
+
+/** `example.com` (exactly that domain) or `.example.com` (any subdomain, not the domain itself); IDNs in either form. */
 const domainEntry = z
   .string()
-  .transform((v) => v.trim().toLowerCase().replace(/\.$/, ''))
+  .transform((v) => toALabels(v.trim().toLowerCase().replace(/\.$/, '')))
   .refine((v) => DOMAIN_ENTRY.test(v), { message: 'a domain such as example.com, or .example.com for its subdomains' });
 
 /** A host name or address as the MTA reports a next hop (`{rcpt_host}`), brackets and port removed. */
@@ -51,7 +82,7 @@ export function normaliseHost(host: string): string {
 
 export const relaySchema = z.strictObject({
   /** Clients that may relay to any domain (like Postfix mynetworks). Loopback only by default. */
-  trustedNetworks: z.array(network).default(['127.0.0.0/8', '::1/128']),
+  trustedNetworks: z.array(trustedNetwork).default(['127.0.0.0/8', '::1/128']),
   /** Trust a client whose address the MTA did not give (UNIX socket, local submission). Off: unknown is untrusted. */
   trustUnknownClientAddress: z.boolean().default(false),
   /** Domains delivered on this side (the MTA routes them to local/virtual/lmtp). `.example.com` = subdomains. */

@@ -8,6 +8,14 @@ import { CounterStoreUnavailableError, type CounterStore, type SlidingWindow } f
 import { PASS, type ClientIdentity, type EnvelopeDecision } from './decision.js';
 import type { RateLimitConfig, WindowLimitConfig } from './envelope-config.js';
 
+/** The rule of the tempfail given when the counter store cannot be asked: a failure of ours, not the client's doing. */
+export const STORE_UNAVAILABLE_RULE = 'rate-store-unavailable';
+
+/** The decision is the store-unavailable tempfail, not a limit the client reached. */
+export function isStoreUnavailable(d: EnvelopeDecision): boolean {
+  return d.type === 'refuse' && d.rule === STORE_UNAVAILABLE_RULE;
+}
+
 export type RateProfile = 'untrusted' | 'trusted' | 'authenticated';
 export type RateStage = 'connections' | 'messages' | 'recipients';
 
@@ -130,7 +138,7 @@ export class RateLimiter {
         class: 'tempfail',
         code: 451,
         xcode: '4.3.0',
-        rule: 'rate-store-unavailable',
+        rule: STORE_UNAVAILABLE_RULE,
         text: 'Temporary failure checking rate limits; try again later',
       };
     }

@@ -4,21 +4,23 @@
 // cannot hide a foreign destination, and the MTA's own routing ({rcpt_mailer}, {rcpt_host}) is cross-checked.
 import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { parseEnvelopeAddress, type AddressTrick, type DomainForm } from './address.js';
+import { isPlainMailbox, parseEnvelopeAddress, type AddressTrick, type DomainForm, type EnvelopeAddress } from './address.js';
 import { PASS, type ClientIdentity, type EnvelopeDecision } from './decision.js';
 import { DomainSet } from './domain-set.js';
 import { normaliseHost, type RelayConfig } from './envelope-config.js';
 
 /** What the milter knows at RCPT besides the address. Macro values may be passed as the MTA gave them. */
 export interface RecipientContext {
-  /** 0-based position of this RCPT in the message, refused ones included. */
-  readonly recipientIndex: number;
+  /** Recipients of this message accepted so far; refused ones do not count (a bounce to a refused address had none). */
+  readonly acceptedRecipients: number;
   /** The message's MAIL FROM was `<>`. */
   readonly nullSender: boolean;
   /** `{rcpt_mailer}`: the MTA's transport for this recipient (Postfix: smtp, relay, local, virtual, lmtp, error…). */
   readonly rcptMailer?: string | undefined;
   /** `{rcpt_host}`: the MTA's next hop for this recipient. */
   readonly rcptHost?: string | undefined;
+  /** `{rcpt_addr}`: the recipient as the MTA resolved it (Sendmail: after virtusertable; Postfix: trivial-rewrite). */
+  readonly rcptAddr?: string | undefined;
   /** `{daemon_addr}` / `{if_addr}`: the address the client connected to; `u@[that]` counts as ours. */
   readonly serverAddress?: string | undefined;
 }
@@ -143,7 +145,7 @@ export class RelayPolicy {
       return refuse(553, '5.1.3', rule, `Bad recipient address syntax: ${parsed.reason}`);
     }
     const nullLimit = this.config.nullSenderMaxRecipients;
-    if (context.nullSender && nullLimit !== null && context.recipientIndex >= nullLimit) {
+    if (context.nullSender && nullLimit !== null && context.acceptedRecipients >= nullLimit) {
       return refuse(554, '5.7.1', 'null-sender-recipients', `A message with the null sender (a bounce) may have at most ${nullLimit} recipient${nullLimit === 1 ? '' : 's'}`);
     }
     if (this.mayRelay(client)) return PASS;
@@ -164,22 +166,38 @@ export class RelayPolicy {
         ? relayDenied('relay-denied', 'this gateway does not accept mail for that domain from this client')
         : relayDenied('domain-literal', 'that address literal is not this gateway');
     }
-    return this.crossCheckMtaRouting(parsed.domain as string, ours, context);
+    return this.crossCheckMtaRouting(parsed, ours, context);
   }
 
   /**
    * A recipient we consider ours must be routed by the MTA accordingly: local domains never leave over SMTP;
    * relay domains go to the domain itself, one of ours, or a configured next hop. Anything else means the
-   * MTA resolved the address to somewhere we did not see (a form we do not know), so it counts as foreign.
+   * MTA resolved the address to somewhere we did not see (a form we do not know), so it counts as foreign —
+   * unless the MTA's own table rewrote a plain address (below).
    */
-  private crossCheckMtaRouting(domain: string, ours: 'local' | 'relay', context: RecipientContext): EnvelopeDecision {
+  private crossCheckMtaRouting(parsed: Extract<EnvelopeAddress, { kind: 'mailbox' }>, ours: 'local' | 'relay', context: RecipientContext): EnvelopeDecision {
     const mailer = context.rcptMailer?.trim().toLowerCase();
     if (mailer === undefined || mailer === '' || !this.outboundMailers.has(mailer)) return PASS;
+    // A forward the admin configured (Sendmail virtusertable `friend@ours  friend@elsewhere`): the MTA reports
+    // another address than the one sent. The client cannot cause that: it chose only a plain address in our
+    // domain (no @ % ! : quotes or escapes for the MTA to route on, routed forms were refused above), and only
+    // the MTA's tables, which clients cannot write, map it to a different address. A catch-all substituting the
+    // local part (`@ours  %1@elsewhere`) still sends to the host the admin named. A routing trick the MTA
+    // understands and we do not leaves the address as sent, or arrives here not plain: still refused.
+    if (isPlainMailbox(parsed) && this.rewrittenByMta(parsed, context.rcptAddr)) return PASS;
     const outDenied = relayDenied('mta-routes-out', 'the mail system routes that recipient to another host');
     if (ours === 'local') return outDenied;
     const host = context.rcptHost === undefined ? '' : normaliseHost(context.rcptHost);
-    if (host === '' || host === domain) return PASS;
+    if (host === '' || host === parsed.domain) return PASS;
     if (this.relayNextHops.has(host) || this.localDomains.has(host) || this.relayDomains.has(host)) return PASS;
     return outDenied;
+  }
+
+  /** `{rcpt_addr}` names another mailbox than the RCPT argument (case aside: some MTAs fold it). */
+  private rewrittenByMta(sent: Extract<EnvelopeAddress, { kind: 'mailbox' }>, rcptAddr: string | undefined): boolean {
+    if (rcptAddr === undefined || rcptAddr.trim() === '') return false;
+    const resolved = parseEnvelopeAddress(rcptAddr);
+    if (resolved.kind !== 'mailbox') return false;
+    return resolved.normalized.toLowerCase() !== sent.normalized.toLowerCase();
   }
 }

@@ -57,6 +57,11 @@ const EXTRA_FORMS: readonly (readonly [string, string])[] = [
   ['X-unqualified', U],
 ];
 
+/** An internationalised domain of ours, written in Unicode in the config (stored as xn--bcher-kva.test). */
+const IDN = 'bücher.test';
+/** What an SMTP client puts on the wire for `text`: UTF-8 bytes (the client writes one byte per character). */
+const utf8Wire = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
+
 const OUR_RECIPIENTS = ['alice@example.test', 'bob@example.test', 'alice@EXAMPLE.Test'];
 
 let clamd: ClamdInstance | undefined;
@@ -84,7 +89,7 @@ before(async () => {
 milter:
   listen: inet:127.0.0.1:0
 relay:
-  localDomains: [${OURS}]
+  localDomains: [${OURS}, ${IDN}]
 rateLimit:
   untrusted:
     messages: { limit: ${RATE_LIMIT}, window: ${RATE_WINDOW_MS / 1000}s }
@@ -363,6 +368,44 @@ test('null sender: the first recipient is accepted, a second one is refused (a b
     await pf().waitForMessages('alice', before.alice + 1);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await pf().readMessages('bob')).length, before.bob, 'nothing for the refused second recipient');
+    await smtp.quit();
+  } finally {
+    smtp.destroy();
+  }
+});
+
+test('null sender written `< >`, after a refused relay attempt: our first recipient is accepted, a second one refused', async () => {
+  const smtp = await connect('192.0.2.31');
+  try {
+    const before = (await pf().readMessages('alice')).length;
+    const mail = await smtp.command('MAIL FROM:< >');
+    assert.equal(mail.code, 250, mail.raw);
+    const relay = await smtp.command(`RCPT TO:<${U}@${EXT}>`);
+    assert.match(relay.raw, /^554 5\.7\.1 .*Relay access denied/);
+    // The refused recipient does not count against the bounce's one recipient.
+    const first = await smtp.command('RCPT TO:<alice@example.test>');
+    assert.equal(first.code, 250, first.raw);
+    const second = await smtp.command('RCPT TO:<bob@example.test>');
+    assert.match(second.raw, /^554 5\.7\.1 A message with the null sender \(a bounce\) may have at most 1 recipient/);
+    const sent = await smtp.data(message('a bounce written < >'));
+    assert.equal(sent.final?.code, 250, JSON.stringify(sent));
+    await pf().waitForMessages('alice', before + 1);
+    await smtp.quit();
+  } finally {
+    smtp.destroy();
+  }
+});
+
+test('SMTPUTF8: our internationalised domain is ours as recipient and refused as sender from an untrusted client', async () => {
+  const smtp = await connect('192.0.2.32');
+  try {
+    assert.equal((await smtp.command('MAIL FROM:<sender@example.org> SMTPUTF8')).code, 250);
+    const rcpt = await smtp.command(utf8Wire(`RCPT TO:<alice@${IDN}>`));
+    assert.equal(rcpt.code, 250, rcpt.raw);
+    assert.equal((await smtp.command('RSET')).code, 250);
+    assert.equal((await smtp.command(utf8Wire(`MAIL FROM:<ceo@${IDN}> SMTPUTF8`))).code, 250);
+    const spoofed = await smtp.command('RCPT TO:<alice@example.test>');
+    assert.match(spoofed.raw, /^554 5\.7\.1 .*Sender address rejected/);
     await smtp.quit();
   } finally {
     smtp.destroy();

@@ -3,11 +3,15 @@
 // as through Postfix: the scanned header on clean mail, a relay attempt refused per recipient (554 5.7.1) while
 // the other recipient goes on, a spoofed sender refused at every RCPT (our MAIL reply is waived), a banned
 // attachment and a virus refused at end of DATA (554, naming them), and mail tempfailed (451) while clamd is
-// down. Nothing refused is delivered.
+// down. Nothing refused is delivered. An address Sendmail's virtusertable forwards to another domain is accepted
+// from an untrusted client (the admin's table, not the client, routes it out).
 //
 // Sendmail lets loopback clients relay, so the gateway alone decides: its relay.trustedNetworks leave 127.0.0.1
 // out and let ::1 in (Sendmail sends ::1 in its full form, IPv6:0:0:0:0:0:0:0:1, which must match ::1/128).
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClamdInstance, EICAR, SIGNATURES } from '../harness/clamd-instance.js';
@@ -22,8 +26,12 @@ const TEST_TIMEOUT_MS = 30_000;
 let clamd: ClamdInstance | undefined;
 let gateway: GatewayProcess | undefined;
 let sendmail: SendmailInstance | undefined;
+let tablesDir: string | undefined;
 
 before(async () => {
+  tablesDir = await mkdtemp(join(tmpdir(), 'sm-tables-'));
+  const virtusers = join(tablesDir, 'virtusertable');
+  await writeFile(virtusers, `friend@${DOMAIN} friend@elsewhere.example\n`, { mode: 0o644 });
   clamd = await ClamdInstance.start();
   gateway = await GatewayProcess.start({
     config: `milter:
@@ -42,7 +50,7 @@ metrics:
   port: 0
 `,
   });
-  sendmail = new SendmailInstance({ milter: gateway.milterAddress, domain: DOMAIN });
+  sendmail = new SendmailInstance({ milter: gateway.milterAddress, domain: DOMAIN, extraMc: `FEATURE(\`virtusertable', \`text -k0 -v1 ${virtusers}')dnl` });
   await sendmail.start();
 });
 
@@ -50,6 +58,7 @@ after(async () => {
   await sendmail?.stop();
   await gateway?.stop();
   await clamd?.destroy();
+  if (tablesDir !== undefined) await rm(tablesDir, { recursive: true, force: true });
 });
 
 function sm(): SendmailInstance {
@@ -108,6 +117,29 @@ test('a relay attempt from an untrusted client is refused for that recipient (55
     assert.match(delivered ?? '', /^Subject: sendmail relay attempt$/m);
     await sleep(500);
     assert.equal((await sm().readRelayed()).length, relayedBefore, 'nothing went out to the foreign domain');
+  }),
+);
+
+test('an address Sendmail forwards to another domain (virtusertable) is accepted from an untrusted client; a percent hack is not', { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    // Sendmail reports {rcpt_mailer}=esmtp and {rcpt_addr}=friend@elsewhere.example for it.
+    // (Not friend%elsewhere.example: Sendmail treats it as the same recipient, and refusing it drops both.)
+    const r = await send([`friend@${DOMAIN}`, `victim%elsewhere.example@${DOMAIN}`], message('sendmail forwarded', `friend@${DOMAIN}`));
+    const [forwarded, percent] = r.rcpts;
+    assert.equal(forwarded?.code, 250, forwarded?.raw);
+    assert.match(percent?.raw ?? '', /^554 5\.7\.1 .*Relay access denied/);
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const all = await sm().readRelayed();
+      const relayed = all.find((m) => m.recipients.includes('friend@elsewhere.example'));
+      if (relayed) {
+        assert.match(relayed.message, /^Subject: sendmail forwarded\r?$/m);
+        break;
+      }
+      assert.ok(Date.now() < deadline, `the forwarded message reached the sink; it has ${JSON.stringify(all.map((m) => m.recipients))}`);
+      await sleep(50);
+    }
   }),
 );
 

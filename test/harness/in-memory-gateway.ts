@@ -7,6 +7,7 @@ import { configSchema } from 'postfix-milter-ts/config/schema.js';
 import { createGatewayFilter } from 'postfix-milter-ts/gateway/gateway-filter.js';
 import { GatewayMetrics } from 'postfix-milter-ts/metrics/gateway-metrics.js';
 import { TopOffenders } from 'postfix-milter-ts/metrics/top-offenders.js';
+import type { CounterStore } from 'postfix-milter-ts/policy/counter-store.js';
 import { createCounterStore } from 'postfix-milter-ts/policy/create-counter-store.js';
 import { RateLimiter } from 'postfix-milter-ts/policy/rate-limiter.js';
 import { RelayPolicy } from 'postfix-milter-ts/policy/relay-policy.js';
@@ -18,15 +19,16 @@ export class InMemoryGateway {
   readonly lines: LogLine[] = [];
   readonly filter: MilterFilter<unknown>;
   readonly metrics = new GatewayMetrics({ version: 'test', maxSessions: 10, defaultMetrics: false });
+  readonly offenders = new TopOffenders({ capacity: 10, windowMs: 600_000 });
   private readonly server: MilterServer<unknown>;
   private readonly closeStore: () => Promise<void>;
   private listening = '';
 
-  /** `config` is the YAML config's content as an object (schema defaults apply). */
-  constructor(config: unknown) {
+  /** `config` is the YAML config's content as an object (schema defaults apply); `store` replaces the configured one. */
+  constructor(config: unknown, store?: CounterStore) {
     const parsed = configSchema.parse(config);
     const relay = new RelayPolicy(parsed.relay);
-    const store = createCounterStore(parsed.rateLimit);
+    store ??= createCounterStore(parsed.rateLimit);
     this.closeStore = () => store.close();
     const sink = new Writable({
       write: (chunk: Buffer, _enc, done) => {
@@ -40,7 +42,7 @@ export class InMemoryGateway {
       limiter: new RateLimiter(parsed.rateLimit, store, { trusted: (c) => relay.isTrusted(c) }),
       scanner: undefined,
       metrics: this.metrics,
-      offenders: new TopOffenders({ capacity: 10, windowMs: 600_000 }),
+      offenders: this.offenders,
       log: pino({ level: 'info' }, sink),
     }) as MilterFilter<unknown>;
     this.server = new MilterServer(this.filter, {});

@@ -163,6 +163,12 @@ const CASES: readonly Case[] = [
   ['relay', 'CIDR prefix too long', 'relay:\n  trustedNetworks: [10.0.0.0/33]\n', 2, 'relay.trustedNetworks.0', /'10\.0\.0\.0\/33' is not an IPv4 or IPv6 address or CIDR/],
   ['relay', 'bad CIDR as the second list item', 'relay:\n  trustedNetworks:\n    - 10.0.0.0/8\n    - 10.0.0.0/8/8\n', 4, 'relay.trustedNetworks.1', /not an IPv4 or IPv6 address or CIDR/],
   ['relay', 'IPv6 CIDR prefix too long', 'relay:\n  trustedNetworks: ["2001:db8::/129"]\n', 2, 'relay.trustedNetworks.0', /not an IPv4 or IPv6 address or CIDR/],
+  // A whole address family in trustedNetworks is an open relay, however it is written.
+  ['relay', 'every IPv4 address', 'relay:\n  trustedNetworks:\n    - 127.0.0.0/8\n    - 0.0.0.0/0\n', 4, 'relay.trustedNetworks.1', /^'0\.0\.0\.0\/0' covers every IPv4 address: trusting it makes an open relay/],
+  ['relay', 'every IPv6 address', 'relay:\n  trustedNetworks: ["::/0"]\n', 2, 'relay.trustedNetworks.0', /^'::\/0' covers every IPv6 address: trusting it makes an open relay/],
+  ['relay', 'every IPv4 address, IPv4-mapped (Postfix matches no client with it)', 'relay:\n  trustedNetworks: ["::ffff:0:0/96"]\n', 2, 'relay.trustedNetworks.0', /^'::ffff:0:0\/96' covers every IPv4 address/],
+  ['relay', 'a shorter IPv4-mapped prefix', 'relay:\n  trustedNetworks: ["::ffff:0.0.0.0/90"]\n', 2, 'relay.trustedNetworks.0', /covers every IPv4 address/],
+  ['relay', 'a /0 written with a host part', 'relay:\n  trustedNetworks: [192.0.2.0/0]\n', 2, 'relay.trustedNetworks.0', /covers every IPv4 address/],
   ['relay', 'host name as a network', 'relay:\n  trustedNetworks: [mail.example.com]\n', 2, 'relay.trustedNetworks.0', /not an IPv4 or IPv6 address or CIDR/],
   ['relay', 'own address that is no address', 'relay:\n  ownAddresses: [gateway.example.com]\n', 2, 'relay.ownAddresses.0', /is not an IPv4 or IPv6 address/],
   ['relay', 'bad domain', 'relay:\n  localDomains:\n    - example.com\n    - "exa mple.com"\n', 4, 'relay.localDomains.1', /a domain such as example\.com/],

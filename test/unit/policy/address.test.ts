@@ -14,6 +14,9 @@ interface MailboxCase {
   readonly routed: boolean;
 }
 
+/** What the milter protocol delivers for a UTF-8 argument: one character per byte. */
+const wire = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
+
 // OURS = ours.test, [OURIP] = [192.0.2.1], EXT = ext.test
 const MAILBOXES: readonly MailboxCase[] = [
   { id: 'R1', input: '<u@ext.test>', domain: 'ext.test', localPart: 'u', hops: ['ext.test'], tricks: [], routed: false },
@@ -48,7 +51,9 @@ const MAILBOXES: readonly MailboxCase[] = [
   { id: 'no angle brackets', input: 'u@ours.test', domain: 'ours.test', localPart: 'u', hops: ['ours.test'], tricks: ['no-angle-brackets'], routed: false },
   { id: 'X.400 gateway encoding', input: '<"/c=us/admd=x/s=u(a)ext.test/"@gw.test>', domain: 'gw.test', localPart: '/c=us/admd=x/s=u(a)ext.test/', hops: ['gw.test'], tricks: ['quoted-local-part'], routed: false },
   { id: 'DECnet gateway encoding', input: '<"gw::smtp%\\"u@ext.test\\""@gw.test>', domain: '"u', localPart: 'gw::smtp', hops: ['gw.test', 'ext.test"', '"u'], tricks: ['quoted-local-part', 'quoted-routing', 'escaped-character', 'percent-hack'], routed: true },
-  { id: 'IDN to A-label', input: '<u@bücher.test>', domain: 'xn--bcher-kva.test', localPart: 'u', hops: ['xn--bcher-kva.test'], tricks: [], routed: false },
+  { id: 'IDN (SMTPUTF8 bytes) to A-label', input: wire('<u@bücher.test>'), domain: 'xn--bcher-kva.test', localPart: 'u', hops: ['xn--bcher-kva.test'], tricks: [], routed: false },
+  { id: 'IDN with a soft hyphen is the plain name', input: wire('<ceo@exam\u00ADple.test>'), domain: 'example.test', localPart: 'ceo', hops: ['example.test'], tricks: [], routed: false },
+  { id: 'UTF-8 local part', input: wire('<élève@ext.test>'), domain: 'ext.test', localPart: 'élève', hops: ['ext.test'], tricks: [], routed: false },
 ];
 
 describe('parseEnvelopeAddress: mailboxes', () => {
@@ -89,6 +94,12 @@ describe('parseEnvelopeAddress: null and malformed', () => {
     ['<u@"ext".test>', 'malformed', /quotes or backslashes in the domain/],
     [`<${'a'.repeat(2000)}@ext.test>`, 'malformed', /longer than 1024/],
     ['<"">', 'malformed', /empty local part/],
+    // Latin-1 bytes (0xFC for ü) are not UTF-8: never guessed at.
+    ['<u@b\xfccher.test>', 'malformed', /not valid UTF-8/],
+    ['<u@\xc3\x28.test>', 'malformed', /not valid UTF-8/],
+    ['<u@\xc0\xae.test>', 'malformed', /not valid UTF-8/], // overlong '.'
+    ['<u@b\u00fccher.test>', 'malformed', /not valid UTF-8/], // a JS string is not what the protocol delivers
+    [wire('<u\u0085@ext.test>'), 'malformed', /control characters/], // C1 NEL
   ];
   for (const [input, kind, reason] of cases) {
     test(`${JSON.stringify(input.slice(0, 40))} is ${kind}`, () => {

@@ -20,10 +20,17 @@ describe('relaySchema', () => {
     assert.deepEqual(c.relayNextHops, ['inner.example.com', '2001:db8::1']);
   });
 
+  test('internationalised domains are stored as A-labels, the form addresses are compared in', () => {
+    const c = relaySchema.parse({ localDomains: ['Bücher.test', '.bücher.test', 'xn--bcher-kva.example'], relayDomains: ['münchen.example.'] });
+    assert.deepEqual(c.localDomains, ['xn--bcher-kva.test', '.xn--bcher-kva.test', 'xn--bcher-kva.example']);
+    assert.deepEqual(c.relayDomains, ['xn--mnchen-3ya.example']);
+  });
+
   const invalid: readonly [string, unknown, RegExp][] = [
     ['unknown key', { trustedNetwork: [] }, /trustedNetwork/],
     ['bad CIDR', { trustedNetworks: ['10.0.0.0/33'] }, /not an IPv4 or IPv6 address or CIDR/],
     ['bad domain', { localDomains: ['exa mple.com'] }, /a domain such as/],
+    ['bad IDN', { localDomains: ['bü..test'] }, /a domain such as/],
     ['bad own address', { ownAddresses: ['example.com'] }, /not an IPv4 or IPv6 address/],
     ['zero bounce recipients', { nullSenderMaxRecipients: 0 }, /too_small|>=?\s*1|greater/i],
   ];

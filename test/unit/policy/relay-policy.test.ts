@@ -11,18 +11,22 @@ import { RelayPolicy, type RecipientContext } from 'postfix-milter-ts/policy/rel
 const policy = new RelayPolicy(
   relaySchema.parse({
     trustedNetworks: ['127.0.0.0/8', '::1', '10.0.0.0/8', '2001:db8:aaaa::/48'],
-    localDomains: ['ours.test', 'localhost'],
+    // An IDN entry written in Unicode: stored as A-labels, as addresses compare.
+    localDomains: ['ours.test', 'localhost', 'bücher.test', '.xn--bcher-kva.test'],
     relayDomains: ['relayed.test', '.relayed.test'],
     relayNextHops: ['[10.9.9.9]:25'],
     ownAddresses: ['192.0.2.1', '2001:db8::25'],
   }),
 );
 
+/** What the milter protocol delivers for a UTF-8 argument: one character per byte. */
+const wire = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
+
 const UNTRUSTED: ClientIdentity = { address: '198.51.100.7', hostname: 'unknown', authUser: undefined };
 const TRUSTED: ClientIdentity = { address: '10.1.2.3', hostname: 'app.internal', authUser: undefined };
 const AUTHENTICATED: ClientIdentity = { address: '198.51.100.7', hostname: 'unknown', authUser: 'alice' };
 
-const FIRST: RecipientContext = { recipientIndex: 0, nullSender: false };
+const FIRST: RecipientContext = { acceptedRecipients: 0, nullSender: false };
 
 /** 'pass' or the refusal's rule. */
 function outcome(decision: EnvelopeDecision): string {
@@ -74,6 +78,10 @@ const RCPT_TABLE: readonly Row[] = [
   ['X.400 encoding at our gateway', '<"/c=us/admd=x/s=u(a)ext.test/"@ours.test>', 'pass', 'pass', 'pass'],
   ['X.400 encoding at a foreign gateway', '<"/c=us/s=u/"@x400gw.test>', 'relay-denied', 'pass', 'pass'],
   ['DECnet encoding', '<"gw::smtp%\\"u@ext.test\\""@ours.test>', 'quoted-routing', 'pass', 'pass'],
+  ['our IDN (SMTPUTF8)', wire('<alice@bücher.test>'), 'pass', 'pass', 'pass'],
+  ['our IDN, subdomain entry', wire('<alice@mx.bücher.test>'), 'pass', 'pass', 'pass'],
+  ['a foreign IDN', wire('<alice@bücher.example>'), 'relay-denied', 'pass', 'pass'],
+  ['invalid UTF-8', '<alice@b\xfccher.test>', 'bad-recipient-syntax', 'bad-recipient-syntax', 'bad-recipient-syntax'],
 ];
 
 const MAIL_TABLE: readonly Row[] = [
@@ -90,6 +98,9 @@ const MAIL_TABLE: readonly Row[] = [
   ['showing ours, routed on', '<s%ext.test@ours.test>', 'spoofed-sender', 'pass', 'pass'],
   ['showing ours, bang path on', '<ext.test!s@ours.test>', 'spoofed-sender', 'pass', 'pass'],
   ['null domain', '<s@>', 'bad-sender-syntax', 'bad-sender-syntax', 'bad-sender-syntax'],
+  ['our IDN (SMTPUTF8)', wire('<alice@bücher.test>'), 'spoofed-sender', 'pass', 'pass'],
+  ['our domain behind a soft hyphen', wire('<ceo@ou\u00ADrs.test>'), 'spoofed-sender', 'pass', 'pass'],
+  ['invalid UTF-8', '<alice@b\xfccher.test>', 'bad-sender-syntax', 'bad-sender-syntax', 'bad-sender-syntax'],
 ];
 
 const CLIENTS = [
@@ -142,7 +153,7 @@ describe('refusal replies', () => {
     ['spoofed sender', () => policy.checkSender(UNTRUSTED, '<s@ours.test>'), 554, '5.7.1'],
     ['bad recipient syntax', () => policy.checkRecipient(TRUSTED, '<u@>', FIRST), 553, '5.1.3'],
     ['bad sender syntax', () => policy.checkSender(TRUSTED, '<s@>'), 553, '5.1.7'],
-    ['bounce with two recipients', () => policy.checkRecipient(TRUSTED, '<u@ours.test>', { recipientIndex: 1, nullSender: true }), 554, '5.7.1'],
+    ['bounce with two recipients', () => policy.checkRecipient(TRUSTED, '<u@ours.test>', { acceptedRecipients: 1, nullSender: true }), 554, '5.7.1'],
   ];
   for (const [name, decide, code, xcode] of cases) {
     test(`${name}: ${code} ${xcode}, class reject, label-safe rule, readable text`, () => {
@@ -160,11 +171,11 @@ describe('refusal replies', () => {
 
 describe('null sender', () => {
   const cases: readonly [string, RecipientContext, ClientIdentity, string][] = [
-    ['first recipient of a bounce', { recipientIndex: 0, nullSender: true }, UNTRUSTED, 'pass'],
-    ['second recipient of a bounce, untrusted', { recipientIndex: 1, nullSender: true }, UNTRUSTED, 'null-sender-recipients'],
-    ['second recipient of a bounce, trusted', { recipientIndex: 1, nullSender: true }, TRUSTED, 'null-sender-recipients'],
-    ['third recipient of a bounce, authenticated', { recipientIndex: 2, nullSender: true }, AUTHENTICATED, 'null-sender-recipients'],
-    ['second recipient of a normal message', { recipientIndex: 1, nullSender: false }, UNTRUSTED, 'pass'],
+    ['a bounce with no recipient accepted yet', { acceptedRecipients: 0, nullSender: true }, UNTRUSTED, 'pass'],
+    ['a bounce with one recipient accepted, untrusted', { acceptedRecipients: 1, nullSender: true }, UNTRUSTED, 'null-sender-recipients'],
+    ['a bounce with one recipient accepted, trusted', { acceptedRecipients: 1, nullSender: true }, TRUSTED, 'null-sender-recipients'],
+    ['a bounce with two recipients accepted, authenticated', { acceptedRecipients: 2, nullSender: true }, AUTHENTICATED, 'null-sender-recipients'],
+    ['a normal message with one recipient accepted', { acceptedRecipients: 1, nullSender: false }, UNTRUSTED, 'pass'],
   ];
   for (const [name, context, client, expected] of cases) {
     test(`${name} → ${expected}`, () => {
@@ -175,13 +186,13 @@ describe('null sender', () => {
   test('the limit is configurable and can be turned off', () => {
     const two = new RelayPolicy(relaySchema.parse({ localDomains: ['ours.test'], nullSenderMaxRecipients: 2 }));
     const none = new RelayPolicy(relaySchema.parse({ localDomains: ['ours.test'], nullSenderMaxRecipients: null }));
-    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 1, nullSender: true })), 'pass');
-    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 2, nullSender: true })), 'null-sender-recipients');
-    assert.equal(outcome(none.checkRecipient(UNTRUSTED, '<u@ours.test>', { recipientIndex: 50, nullSender: true })), 'pass');
+    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 1, nullSender: true })), 'pass');
+    assert.equal(outcome(two.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 2, nullSender: true })), 'null-sender-recipients');
+    assert.equal(outcome(none.checkRecipient(UNTRUSTED, '<u@ours.test>', { acceptedRecipients: 50, nullSender: true })), 'pass');
   });
 });
 
-describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host})', () => {
+describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host}, {rcpt_addr})', () => {
   const cases: readonly [string, string, Partial<RecipientContext>, ClientIdentity, string][] = [
     ['local domain delivered locally (Postfix local)', '<u@ours.test>', { rcptMailer: 'local', rcptHost: 'ours.test' }, UNTRUSTED, 'pass'],
     ['local domain to virtual mailbox', '<u@ours.test>', { rcptMailer: 'virtual', rcptHost: 'ours.test' }, UNTRUSTED, 'pass'],
@@ -198,6 +209,23 @@ describe('cross-check with the MTA routing ({rcpt_mailer}, {rcpt_host})', () => 
     ['foreign domain the MTA would deliver locally stays foreign', '<u@ext.test>', { rcptMailer: 'local', rcptHost: 'ext.test' }, UNTRUSTED, 'relay-denied'],
     ['the address the client connected to, as literal', '<u@[198.18.0.1]>', { serverAddress: '198.18.0.1' }, UNTRUSTED, 'pass'],
     ['another literal, with a server address given', '<u@[198.18.0.2]>', { serverAddress: '198.18.0.1' }, UNTRUSTED, 'domain-literal'],
+    // Sendmail's virtusertable forwards `friend@ours.test` to `friend@elsewhere.example`: the admin's table, not the client.
+    ['local address forwarded by the MTA (virtusertable)', '<friend@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'friend@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['catch-all forward keeping the local part', '<anyone@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'anyone@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['relay domain forwarded by the MTA', '<friend@relayed.test>', { rcptMailer: 'esmtp', rcptHost: 'elsewhere.example', rcptAddr: 'friend@elsewhere.example' }, UNTRUSTED, 'pass'],
+    ['local address routed out unchanged', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ours.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['unchanged but for case and a trailing dot', '<User@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: '<user@OURS.test.>' }, UNTRUSTED, 'mta-routes-out'],
+    ['routed out, no {rcpt_addr}', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['routed out, malformed {rcpt_addr}', '<u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: '<u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    // Forms the MTA may route on that are not plain: the rewritten {rcpt_addr} does not excuse them.
+    ['DECnet node::user the MTA routes out', '<ext::u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext', rcptAddr: 'u@ext' }, UNTRUSTED, 'mta-routes-out'],
+    ['quoted local part the MTA routes out', '<"u ext"@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    ['our IP literal the MTA rewrites', '<u@[192.0.2.1]>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'mta-routes-out'],
+    // Relay tricks are refused before the MTA's routing is looked at, whatever it reports.
+    ['percent hack the MTA resolves', '<u%ext.test@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'percent-hack'],
+    ['bang path the MTA resolves', '<ext.test!u@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'bang-path'],
+    ['quoted @ the MTA resolves', '<"u@ext.test"@ours.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'quoted-routing'],
+    ['source route the MTA resolves', '<@ours.test:u@ext.test>', { rcptMailer: 'esmtp', rcptHost: 'ext.test', rcptAddr: 'u@ext.test' }, UNTRUSTED, 'source-route'],
   ];
   for (const [name, address, extra, client, expected] of cases) {
     test(`${name} → ${expected}`, () => {
