@@ -160,7 +160,10 @@ export async function serve(options: ServeOptions): Promise<void> {
     const stop = (signal: string): void => {
       process.off('SIGHUP', onHup);
       metrics.milterListening(false);
-      log.info({ signal, sessions: server.sessionCount }, 'stopping: no new connections, finishing messages in flight');
+      log.info(
+        { signal, sessions: server.sessionCount, waitingFor: server.sessionsInFlight },
+        'stopping: no new connections; sessions between messages closed, waiting for those in a message (at most milter.shutdownGrace)',
+      );
       server
         .close(config.milter.shutdownGrace)
         .then(async () => {

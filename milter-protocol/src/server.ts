@@ -79,6 +79,13 @@ interface Connection {
   readonly session: MilterSession<unknown>;
 }
 
+function inFlight(c: Connection): boolean {
+  return c.session.inMessage || c.session.isBusy;
+}
+
+// How long a closing server waits for its last replies to be flushed before it drops the connections.
+const FLUSH_MS = 1000;
+
 // Packets a session may have waiting (possible only with no-reply steps) before reading pauses, by count and
 // by bytes: with body replies waived an MTA sends 64 KB body packets back to back, and 256 of them held per
 // session would be 16 MB; the rest waits in the kernel, and the MTA's writes block until we read again.
@@ -210,23 +217,35 @@ export class MilterServer<S> {
   }
 
   /**
-   * Stops accepting, lets sessions finish the message they are in, then closes them. Sessions still busy at
-   * the deadline are cut (the MTA applies its milter default action, tempfail in our examples).
+   * Stops accepting, closes sessions between messages at once, lets the others finish the message they are in,
+   * and resolves as soon as none is left in a message (an MTA that keeps its side of an idle connection open
+   * would otherwise hold the stop until the deadline). Sessions still in a
+   * message at the deadline are cut (the MTA applies its milter default action).
    */
   close(deadlineMs = 30_000): Promise<void> {
     this.closing ??= this.drain(deadlineMs);
     return this.closing;
   }
 
+  /** Sessions in a message or running a hook: what a graceful close waits for. */
+  get sessionsInFlight(): number {
+    let n = 0;
+    for (const c of this.connections) if (inFlight(c)) n++;
+    return n;
+  }
+
   private async drain(deadlineMs: number): Promise<void> {
     const stopped = Promise.all([this.server, ...this.extraListeners].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     const deadline = Date.now() + deadlineMs;
-    while (this.connections.size > 0 && Date.now() < deadline) {
-      for (const c of this.connections) {
-        if (!c.session.inMessage && !c.session.isBusy) c.socket.end();
-      }
+    for (;;) {
+      for (const c of this.connections) if (!inFlight(c)) c.session.abandon();
+      if (this.sessionsInFlight === 0 || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, 25));
     }
+    for (const c of this.connections) c.session.abandon();
+    // Abandoned sessions close once their last reply is flushed; a peer that does not read cannot hold us.
+    const flushBy = Date.now() + FLUSH_MS;
+    while (this.connections.size > 0 && Date.now() < flushBy) await new Promise((r) => setTimeout(r, 10));
     for (const c of this.connections) c.socket.destroy();
     await stopped;
     // Only our own socket file: while we drained, a new milter may have bound the same path (closing the

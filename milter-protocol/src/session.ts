@@ -267,6 +267,15 @@ export class MilterSession<S> implements SessionContext<S> {
     if (!this.busy) void this.cleanup();
   }
 
+  /** Ends the session now (the server is stopping); a hook still running is ignored when it settles. */
+  abandon(): void {
+    if (this.ended) return;
+    this.stopProgress();
+    this.ended = true;
+    this.transport.end();
+    if (!this.busy) void this.cleanup();
+  }
+
   /** Ends the session with a protocol error: reported, then the connection is closed. */
   fail(error: unknown): void {
     const err =

@@ -308,6 +308,35 @@ test('graceful close: an idle session is closed at once, a message in flight fin
   assert.equal(server.sessionCount, 0);
 });
 
+test('graceful close does not wait for an MTA to close its side of an idle connection', async (t) => {
+  let finish: (() => void) | undefined;
+  const filter: MilterFilter<undefined> = { envfrom: () => undefined, eom: () => new Promise((r) => (finish = () => r(Verdict.accept))) };
+  const { server, address } = await start(filter);
+  const port = Number(address.split(':').at(-1));
+  // An idle MTA connection that never closes its side, as Postfix between two SMTP transactions.
+  const idle = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  t.after(() => idle.destroy());
+  idle.on('error', () => undefined);
+  await once(idle, 'connect');
+  idle.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0 }));
+  await once(idle, 'data');
+  const inFlight = await MilterClient.connect(address);
+  await inFlight.negotiate();
+  await inFlight.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = inFlight.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await waitUntil('the EOM to reach the filter', () => finish !== undefined);
+
+  const closed = server.close(5000);
+  await once(idle, 'end');
+  await waitUntil('the idle session to be closed while its MTA keeps its side open', () => server.sessionCount === 1);
+  finish?.();
+  assert.equal((await eom)?.final.type, 'accept');
+  const t0 = Date.now();
+  await closed;
+  assert.ok(Date.now() - t0 < 1000, `close resolved ${Date.now() - t0} ms after the last message ended`);
+  assert.equal(server.sessionCount, 0);
+});
+
 test('graceful close cuts sessions still busy at the deadline', async () => {
   const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
   const { server, address } = await start(filter);
