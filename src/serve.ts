@@ -166,7 +166,13 @@ export async function serve(options: ServeOptions): Promise<void> {
       );
       server
         .close(config.milter.shutdownGrace)
-        .then(async () => {
+        .then(async ({ tempfailed, cut }) => {
+          if (tempfailed + cut > 0) {
+            log.warn(
+              { tempfailed, cut },
+              'milter.shutdownGrace reached: sessions waiting for a verdict were answered tempfail; sessions between two commands of a message were closed (the MTA applies its milter default action)',
+            );
+          }
           await http?.close();
           await current.services.close();
         })

@@ -79,6 +79,14 @@ interface Connection {
   readonly session: MilterSession<unknown>;
 }
 
+/** Sessions still in a message when a graceful close reached its deadline. */
+export interface CloseOutcome {
+  /** Waiting for our reply (end of message, or another stage): answered tempfail, then closed. */
+  readonly tempfailed: number;
+  /** Between two commands of a message: closed; the MTA applies its milter default action. */
+  readonly cut: number;
+}
+
 function inFlight(c: Connection): boolean {
   return c.session.inMessage || c.session.isBusy;
 }
@@ -125,7 +133,7 @@ export class MilterServer<S> {
   /** Bytes of incomplete packets held by all connections' decoders. */
   private bufferedBytes = 0;
   private listening: ListenAddress | undefined;
-  private closing: Promise<void> | undefined;
+  private closing: Promise<CloseOutcome> | undefined;
   /** The inode of the UNIX socket file we bound, so that closing removes only that file. */
   private socketInode: number | undefined;
 
@@ -219,10 +227,11 @@ export class MilterServer<S> {
   /**
    * Stops accepting, closes sessions between messages at once, lets the others finish the message they are in,
    * and resolves as soon as none is left in a message (an MTA that keeps its side of an idle connection open
-   * would otherwise hold the stop until the deadline). Sessions still in a
-   * message at the deadline are cut (the MTA applies its milter default action).
+   * would otherwise hold the stop until the deadline). At the deadline, a
+   * session waiting for our reply gets tempfail; one between two commands of its message is cut, and the MTA
+   * applies its milter default action at its next command.
    */
-  close(deadlineMs = 30_000): Promise<void> {
+  close(deadlineMs = 30_000): Promise<CloseOutcome> {
     this.closing ??= this.drain(deadlineMs);
     return this.closing;
   }
@@ -234,7 +243,7 @@ export class MilterServer<S> {
     return n;
   }
 
-  private async drain(deadlineMs: number): Promise<void> {
+  private async drain(deadlineMs: number): Promise<CloseOutcome> {
     const stopped = Promise.all([this.server, ...this.extraListeners].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     const deadline = Date.now() + deadlineMs;
     for (;;) {
@@ -242,7 +251,12 @@ export class MilterServer<S> {
       if (this.sessionsInFlight === 0 || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, 25));
     }
-    for (const c of this.connections) c.session.abandon();
+    const outcome = { tempfailed: 0, cut: 0 };
+    for (const c of this.connections) {
+      if (!inFlight(c)) continue;
+      if (c.session.abandon() !== undefined) outcome.tempfailed++;
+      else outcome.cut++;
+    }
     // Abandoned sessions close once their last reply is flushed; a peer that does not read cannot hold us.
     const flushBy = Date.now() + FLUSH_MS;
     while (this.connections.size > 0 && Date.now() < flushBy) await new Promise((r) => setTimeout(r, 10));
@@ -255,6 +269,7 @@ export class MilterServer<S> {
       const ours = await lstat(path).then((st) => st.isSocket() && st.ino === this.socketInode, () => false);
       if (ours) await unlink(path).catch(() => undefined);
     }
+    return outcome;
   }
 
   private accept(socket: net.Socket): void {
