@@ -134,6 +134,8 @@ export class MilterServer<S> {
   private bufferedBytes = 0;
   private listening: ListenAddress | undefined;
   private closing: Promise<CloseOutcome> | undefined;
+  /** When a graceful close stops waiting for messages in flight (epoch ms). */
+  private deadline = Infinity;
   /** The inode of the UNIX socket file we bound, so that closing removes only that file. */
   private socketInode: number | undefined;
 
@@ -232,7 +234,9 @@ export class MilterServer<S> {
    * applies its milter default action at its next command.
    */
   close(deadlineMs = 30_000): Promise<CloseOutcome> {
-    this.closing ??= this.drain(deadlineMs);
+    // Called again while closing: an earlier deadline applies (an administrator's second SIGTERM means "now").
+    this.deadline = Math.min(this.deadline, Date.now() + deadlineMs);
+    this.closing ??= this.drain();
     return this.closing;
   }
 
@@ -243,12 +247,11 @@ export class MilterServer<S> {
     return n;
   }
 
-  private async drain(deadlineMs: number): Promise<CloseOutcome> {
+  private async drain(): Promise<CloseOutcome> {
     const stopped = Promise.all([this.server, ...this.extraListeners].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    const deadline = Date.now() + deadlineMs;
     for (;;) {
       for (const c of this.connections) if (!inFlight(c)) c.session.abandon();
-      if (this.sessionsInFlight === 0 || Date.now() >= deadline) break;
+      if (this.sessionsInFlight === 0 || Date.now() >= this.deadline) break;
       await new Promise((r) => setTimeout(r, 25));
     }
     const outcome = { tempfailed: 0, cut: 0 };

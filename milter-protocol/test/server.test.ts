@@ -458,3 +458,19 @@ test('afterTcpRead runs at open and after reads the MTA does not wait on (macros
   assert.equal(calls, 2);
   await client.quit();
 });
+
+test('graceful close called again with an earlier deadline (a second SIGTERM) stops waiting at once', async () => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
+  const { server, address } = await start(filter);
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await waitUntil('the EOM to reach the filter', () => server.sessionsInFlight === 1);
+  const first = server.close(60_000);
+  const t0 = Date.now();
+  assert.equal(server.close(0), first, 'the same close');
+  assert.deepEqual(await first, { tempfailed: 1, cut: 0 });
+  assert.ok(Date.now() - t0 < 1500, `closed ${Date.now() - t0} ms after the second call`);
+  assert.equal((await eom)?.final.type, 'tempfail');
+});
