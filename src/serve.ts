@@ -6,6 +6,7 @@
 import { MilterServer, type MilterFilter, type ServerObserver } from '@postfix-milter-ts/protocol';
 import type { Socket } from 'node:net';
 import { ConfigError, loadConfigFile, type ConfigOverride } from './config/load-config.js';
+import { restartOnlyChanges } from './config/restart-only.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
 import { ACCEPTS_PER_TURN, loadDuplicateDescriptor } from './duplicate-descriptor.js';
 import { createGatewayFilter } from './gateway/gateway-filter.js';
@@ -187,13 +188,11 @@ export async function serve(options: ServeOptions): Promise<void> {
       log.error({ problems }, 'config reload refused; the running config stays in force');
       return;
     }
-    for (const key of ['listen', 'socketMode', 'maxSessions', 'idleTimeout', 'maxPacketSize', 'tcpQuickAck'] as const) {
-      if (next.milter[key] !== config.milter[key]) log.warn({ key: `milter.${key}` }, 'this setting changes only on restart');
-    }
-    if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) log.warn({ key: 'metrics' }, 'the metrics listener changes only on restart');
+    for (const key of restartOnlyChanges(config, next)) log.warn({ key }, 'this setting changes only on restart');
     const old = current;
     current = newGeneration(next, old);
     server.setFilter(current.filter);
+    server.setProgressInterval(next.milter.progressInterval);
     config = next;
     metrics.setBannedExtensions(next.attachments.bannedExtensions);
     metrics.configReload(true);

@@ -122,7 +122,10 @@ const OVERLOAD_FILTER: MilterFilter<undefined> = {
 export class MilterServer<S> {
   private readonly server: net.Server;
   private readonly connections = new Set<Connection>();
-  private readonly options: Required<Omit<MilterServerOptions, 'observer' | 'afterTcpRead' | 'duplicateDescriptor'>> & { observer: ServerObserver };
+  private readonly options: Required<Omit<MilterServerOptions, 'observer' | 'afterTcpRead' | 'duplicateDescriptor' | 'progressIntervalMs'>> & {
+    observer: ServerObserver;
+    progressIntervalMs: number;
+  };
   private readonly afterTcpRead: ((socket: net.Socket) => void) | undefined;
   private readonly duplicateDescriptor: ((fd: number) => number) | undefined;
   /** Listening handles on duplicates of the server's descriptor (see acceptsPerTurn). */
@@ -161,6 +164,11 @@ export class MilterServer<S> {
   /** Sessions opened from now on use this filter; sessions already open keep theirs. */
   setFilter(filter: MilterFilter<S>): void {
     this.filter = filter;
+  }
+
+  /** Sessions opened from now on send progress at this interval (ms); sessions already open keep theirs. */
+  setProgressInterval(ms: number): void {
+    this.options.progressIntervalMs = ms;
   }
 
   /** Sessions open now (overflow refusals included). */

@@ -362,6 +362,26 @@ test('graceful close at the deadline: a session between two commands of a messag
   await c.waitForClose();
 });
 
+test('setProgressInterval: sessions opened after it send progress at the new interval, open ones keep theirs', async (t) => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise((r) => setTimeout(() => r(Verdict.accept), 450)) };
+  const { server, address } = await start(filter, { progressIntervalMs: 10_000 });
+  t.after(() => server.close(100));
+  const progressPackets = async (client: MilterClient): Promise<number> => {
+    await client.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+    const eom = await client.send({ type: 'eom', chunk: Buffer.alloc(0) });
+    return eom?.interim.filter((p) => p.type === 'progress').length ?? -1;
+  };
+  const before = await MilterClient.connect(address);
+  await before.negotiate();
+  server.setProgressInterval(100);
+  const after = await MilterClient.connect(address);
+  await after.negotiate();
+  assert.equal(await progressPackets(before), 0);
+  assert.ok((await progressPackets(after)) >= 3);
+  await before.quit();
+  await after.quit();
+});
+
 test('garbage on one connection closes that connection only', async (t) => {
   const { server, address, errors } = await start(addHeaderFilter());
   t.after(() => server.close(100));
