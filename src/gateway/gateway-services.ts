@@ -41,6 +41,7 @@ export function buildServices(config: GatewayConfig, shared: { metrics: GatewayM
     }
   });
   const limiter = new RateLimiter(config.rateLimit, store, { trusted: (client) => relay.isTrusted(client) });
+  metrics.setClamdEndpoints(config.clamav.endpoints);
   const scanner = new ClamdScanner(config.clamav, {
     onEndpointChange: (health) => {
       const index = config.clamav.endpoints.indexOf(health.endpoint);

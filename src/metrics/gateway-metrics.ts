@@ -149,6 +149,8 @@ export class GatewayMetrics {
   private extensionLabel: BoundedLabel;
   private readonly protocolErrorLabel = new BoundedLabel(PROTOCOL_ERROR_KINDS);
   private readonly clamdEndpoints = new Map<string, ClamdEndpointState>();
+  /** The clamd endpoints of the config in force, by position (see setClamdEndpoints). */
+  private clamdAddresses: readonly string[] | undefined;
   private listening = false;
   private active = 0;
 
@@ -329,6 +331,8 @@ export class GatewayMetrics {
    * the endpoint in the /healthz text.
    */
   clamdState(endpoint: number, up: boolean, version?: ClamdVersion, address?: string): void {
+    // A config no longer in force still checks its endpoints while sessions opened under it last.
+    if (this.clamdAddresses !== undefined && address !== undefined && this.clamdAddresses[endpoint] !== address) return;
     const label = Number.isInteger(endpoint) && endpoint >= 0 && endpoint < MAX_CLAMD_ENDPOINTS ? String(endpoint) : OTHER;
     const state = this.clamdEndpoints.get(label) ?? { up: false, engine: undefined, address: undefined };
     state.up = up;
@@ -346,6 +350,27 @@ export class GatewayMetrics {
       if (state.engine !== undefined) this.clamdEngineInfo.remove({ endpoint: label, clamav_version: state.engine });
       this.clamdEngineInfo.set({ endpoint: label, clamav_version: engine }, 1);
       state.engine = engine;
+    }
+  }
+
+  /**
+   * The clamd endpoints of the config now in force (at start and at each reload). A position that is gone or
+   * now holds another address loses its series and its say in /healthz until its new endpoint is checked:
+   * otherwise a removed endpoint's last state would stay for ever (ClamdEndpointDown firing, or an `up` that
+   * hides ClamdAllDown). From now on, reports for other addresses are ignored.
+   */
+  setClamdEndpoints(addresses: readonly string[]): void {
+    this.clamdAddresses = [...addresses];
+    for (const [label, state] of [...this.clamdEndpoints]) {
+      // Positions past MAX_CLAMD_ENDPOINTS share one label: it stays while there are such positions.
+      const current = label === OTHER ? addresses.length > MAX_CLAMD_ENDPOINTS : addresses[Number(label)] === state.address;
+      if (current) continue;
+      this.clamdUp.remove({ endpoint: label });
+      this.clamdLastCheck.remove({ endpoint: label });
+      this.clamdSignatureVersion.remove({ endpoint: label });
+      this.clamdSignatureTime.remove({ endpoint: label });
+      if (state.engine !== undefined) this.clamdEngineInfo.remove({ endpoint: label, clamav_version: state.engine });
+      this.clamdEndpoints.delete(label);
     }
   }
 
