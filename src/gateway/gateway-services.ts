@@ -32,7 +32,11 @@ function storeSettings(config: GatewayConfig): string {
 export function buildServices(config: GatewayConfig, shared: { metrics: GatewayMetrics; offenders: TopOffenders; log: Logger }, carriedStore?: CounterStore): ServiceSet {
   const { metrics, offenders, log } = shared;
   const relay = new RelayPolicy(config.relay);
+  // Stands for the store built here in the metrics, whose gauge follows only the store in use.
+  const storeOwner = {};
+  if (carriedStore === undefined) metrics.rateLimitStoreInUse(storeOwner, config.rateLimit.store.type);
   const store = carriedStore ?? createCounterStore(config.rateLimit, (event) => {
+    metrics.rateLimitStoreAvailable(storeOwner, event.type !== 'unavailable');
     if (event.type === 'unavailable') {
       metrics.redisFallback();
       log.warn({ reason: event.reason, fallback: event.fallback }, `Redis rate-limit store unreachable: ${event.fallback === 'local' ? 'counting in this process alone' : 'tempfailing rate-limited stages'}`);

@@ -306,6 +306,23 @@ describe('GatewayMetrics', () => {
     assert.equal(await value(m, 'pmt_redis_fallbacks_total'), 2);
   });
 
+  test('rate-limit store up: follows the Redis store in use; a retired store is not heard; the in-memory store has no series', async () => {
+    const m = make();
+    const first = {};
+    m.rateLimitStoreInUse(first, 'redis');
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1);
+    m.rateLimitStoreAvailable(first, false);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 0);
+    m.rateLimitStoreAvailable(first, true);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1);
+    const second = {};
+    m.rateLimitStoreInUse(second, 'redis');
+    m.rateLimitStoreAvailable(first, false);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1, 'the retired store (its sessions still open) is ignored');
+    m.rateLimitStoreInUse({}, 'memory');
+    assert.deepEqual(await labelValues(m, 'pmt_rate_limit_store_up', 'store'), []);
+  });
+
   test('health: listener bound and at least one clamd answered its last check', () => {
     const m = make();
     assert.deepEqual(m.health(), { healthy: false, reason: 'the milter listener is not accepting connections' });
