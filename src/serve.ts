@@ -1,9 +1,12 @@
 // `postfix-milter-ts serve`: the milter, its metrics listener and the signals an administrator uses.
 //   SIGHUP           re-read the config file; a valid one applies to new sessions, an invalid one is refused
-//   SIGTERM, SIGINT  stop accepting, let messages in flight finish (milter.shutdownGrace), exit 0
+//                    (during start-up: once started; while stopping: logged and ignored)
+//   SIGTERM, SIGINT  stop accepting, let messages in flight finish (milter.shutdownGrace), exit 0; a second one
+//                    ends the grace at once: messages still waiting for a verdict are tempfailed, then exit 0
 import { MilterServer, type MilterFilter, type ServerObserver } from '@postfix-milter-ts/protocol';
 import type { Socket } from 'node:net';
 import { ConfigError, loadConfigFile, type ConfigOverride } from './config/load-config.js';
+import { restartOnlyChanges } from './config/restart-only.js';
 import { configSchema, type GatewayConfig } from './config/schema.js';
 import { ACCEPTS_PER_TURN, loadDuplicateDescriptor } from './duplicate-descriptor.js';
 import { createGatewayFilter } from './gateway/gateway-filter.js';
@@ -107,8 +110,54 @@ export async function serve(options: ServeOptions): Promise<void> {
   metrics.milterListening(true);
   log.info({ listen: address, version }, 'milter listening');
 
+  // From here on, a signal's default action (exit at once) would cut sessions without a reply and lose buffered
+  // log lines: the handlers are installed now and stay until the process exits.
   let http: MetricsServer | undefined;
-  if (config.metrics.enabled) {
+  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  let reloadWhenStarted = false;
+  let markStopped: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+  const stop = (signal: string): void => {
+    if (phase === 'stopping') {
+      // A second SIGTERM/SIGINT: stop now, the safe way (replies owed are tempfail), with the log flushed as usual.
+      log.warn({ signal }, 'already stopping: the rest of milter.shutdownGrace is skipped, messages still in flight are tempfailed');
+      void server.close(0);
+      return;
+    }
+    phase = 'stopping';
+    metrics.milterListening(false);
+    log.info(
+      { signal, sessions: server.sessionCount, waitingFor: server.sessionsInFlight },
+      'stopping: no new connections; sessions between messages closed, waiting for those in a message (at most milter.shutdownGrace)',
+    );
+    server
+      .close(config.milter.shutdownGrace)
+      .then(async ({ tempfailed, cut }) => {
+        if (tempfailed + cut > 0) {
+          log.warn(
+            { tempfailed, cut },
+            'milter.shutdownGrace reached: sessions waiting for a verdict were answered tempfail; sessions between two commands of a message were closed (the MTA applies its milter default action)',
+          );
+        }
+        await http?.close();
+        await current.services.close();
+      })
+      .then(markStopped, (e: unknown) => {
+        log.error({ err: e }, 'error while stopping');
+        markStopped();
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (phase === 'stopping') log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
+    else if (phase === 'starting') {
+      reloadWhenStarted = true;
+      log.info({ signal: 'SIGHUP' }, 'SIGHUP during start-up: the config file is re-read once started');
+    } else void reload();
+  });
+
+  if (config.metrics.enabled && phase === 'starting') {
     http = new MetricsServer({ metrics, health: () => metrics.health(), offenders, onError: (err) => log.warn({ err }, 'metrics listener error') });
     try {
       const bound = await http.listen(config.metrics.port, config.metrics.address);
@@ -121,7 +170,7 @@ export async function serve(options: ServeOptions): Promise<void> {
 
   // clamd down at start is a warning, not a reason to refuse to start: mail is tempfailed until it answers.
   const health = await current.services.scanner.checkNow();
-  if (!health.up) {
+  if (!health.up && phase === 'starting') {
     log.warn({ endpoints: health.endpoints.map((e) => ({ endpoint: e.endpoint, error: e.lastError })) }, 'no clamd endpoint answers: every message is tempfailed (4xx) until one does');
   }
 
@@ -139,13 +188,11 @@ export async function serve(options: ServeOptions): Promise<void> {
       log.error({ problems }, 'config reload refused; the running config stays in force');
       return;
     }
-    for (const key of ['listen', 'socketMode', 'maxSessions', 'idleTimeout', 'maxPacketSize', 'tcpQuickAck'] as const) {
-      if (next.milter[key] !== config.milter[key]) log.warn({ key: `milter.${key}` }, 'this setting changes only on restart');
-    }
-    if (JSON.stringify(next.metrics) !== JSON.stringify(config.metrics)) log.warn({ key: 'metrics' }, 'the metrics listener changes only on restart');
+    for (const key of restartOnlyChanges(config, next)) log.warn({ key }, 'this setting changes only on restart');
     const old = current;
     current = newGeneration(next, old);
     server.setFilter(current.filter);
+    server.setProgressInterval(next.milter.progressInterval);
     config = next;
     metrics.setBannedExtensions(next.attachments.bannedExtensions);
     metrics.configReload(true);
@@ -154,26 +201,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     log.info({ file: options.configFile }, 'config reloaded: new sessions use it, open sessions finish with the old one');
   };
 
-  await new Promise<void>((resolve) => {
-    const onHup = (): void => void reload();
-    process.on('SIGHUP', onHup);
-    const stop = (signal: string): void => {
-      process.off('SIGHUP', onHup);
-      metrics.milterListening(false);
-      log.info({ signal, sessions: server.sessionCount }, 'stopping: no new connections, finishing messages in flight');
-      server
-        .close(config.milter.shutdownGrace)
-        .then(async () => {
-          await http?.close();
-          await current.services.close();
-        })
-        .then(resolve, (e: unknown) => {
-          log.error({ err: e }, 'error while stopping');
-          resolve();
-        });
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  if (phase === 'starting') phase = 'running';
+  if (phase === 'running' && reloadWhenStarted) await reload();
+  await stopped;
   log.info('stopped');
 }

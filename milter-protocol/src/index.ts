@@ -22,5 +22,5 @@ export {
   type SessionContext,
 } from './filter.js';
 export { MilterSession, optionRequestFor, type SessionObserver, type SessionOptions, type SessionTransport } from './session.js';
-export { MilterServer, type MilterServerOptions, type ServerObserver } from './server.js';
+export { MilterServer, type CloseOutcome, type MilterServerOptions, type ServerObserver } from './server.js';
 export { parseListenAddress, formatListenAddress, ListenAddressError, type ListenAddress } from './listen-address.js';

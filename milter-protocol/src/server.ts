@@ -79,6 +79,21 @@ interface Connection {
   readonly session: MilterSession<unknown>;
 }
 
+/** Sessions still in a message when a graceful close reached its deadline. */
+export interface CloseOutcome {
+  /** Waiting for our reply (end of message, or another stage): answered tempfail, then closed. */
+  readonly tempfailed: number;
+  /** Between two commands of a message: closed; the MTA applies its milter default action. */
+  readonly cut: number;
+}
+
+function inFlight(c: Connection): boolean {
+  return c.session.inMessage || c.session.isBusy;
+}
+
+// How long a closing server waits for its last replies to be flushed before it drops the connections.
+const FLUSH_MS = 1000;
+
 // Packets a session may have waiting (possible only with no-reply steps) before reading pauses, by count and
 // by bytes: with body replies waived an MTA sends 64 KB body packets back to back, and 256 of them held per
 // session would be 16 MB; the rest waits in the kernel, and the MTA's writes block until we read again.
@@ -107,7 +122,10 @@ const OVERLOAD_FILTER: MilterFilter<undefined> = {
 export class MilterServer<S> {
   private readonly server: net.Server;
   private readonly connections = new Set<Connection>();
-  private readonly options: Required<Omit<MilterServerOptions, 'observer' | 'afterTcpRead' | 'duplicateDescriptor'>> & { observer: ServerObserver };
+  private readonly options: Required<Omit<MilterServerOptions, 'observer' | 'afterTcpRead' | 'duplicateDescriptor' | 'progressIntervalMs'>> & {
+    observer: ServerObserver;
+    progressIntervalMs: number;
+  };
   private readonly afterTcpRead: ((socket: net.Socket) => void) | undefined;
   private readonly duplicateDescriptor: ((fd: number) => number) | undefined;
   /** Listening handles on duplicates of the server's descriptor (see acceptsPerTurn). */
@@ -118,7 +136,9 @@ export class MilterServer<S> {
   /** Bytes of incomplete packets held by all connections' decoders. */
   private bufferedBytes = 0;
   private listening: ListenAddress | undefined;
-  private closing: Promise<void> | undefined;
+  private closing: Promise<CloseOutcome> | undefined;
+  /** When a graceful close stops waiting for messages in flight (epoch ms). */
+  private deadline = Infinity;
   /** The inode of the UNIX socket file we bound, so that closing removes only that file. */
   private socketInode: number | undefined;
 
@@ -144,6 +164,11 @@ export class MilterServer<S> {
   /** Sessions opened from now on use this filter; sessions already open keep theirs. */
   setFilter(filter: MilterFilter<S>): void {
     this.filter = filter;
+  }
+
+  /** Sessions opened from now on send progress at this interval (ms); sessions already open keep theirs. */
+  setProgressInterval(ms: number): void {
+    this.options.progressIntervalMs = ms;
   }
 
   /** Sessions open now (overflow refusals included). */
@@ -210,23 +235,42 @@ export class MilterServer<S> {
   }
 
   /**
-   * Stops accepting, lets sessions finish the message they are in, then closes them. Sessions still busy at
-   * the deadline are cut (the MTA applies its milter default action, tempfail in our examples).
+   * Stops accepting, closes sessions between messages at once, lets the others finish the message they are in,
+   * and resolves as soon as none is left in a message (an MTA that keeps its side of an idle connection open
+   * would otherwise hold the stop until the deadline). At the deadline, a
+   * session waiting for our reply gets tempfail; one between two commands of its message is cut, and the MTA
+   * applies its milter default action at its next command.
    */
-  close(deadlineMs = 30_000): Promise<void> {
-    this.closing ??= this.drain(deadlineMs);
+  close(deadlineMs = 30_000): Promise<CloseOutcome> {
+    // Called again while closing: an earlier deadline applies (an administrator's second SIGTERM means "now").
+    this.deadline = Math.min(this.deadline, Date.now() + deadlineMs);
+    this.closing ??= this.drain();
     return this.closing;
   }
 
-  private async drain(deadlineMs: number): Promise<void> {
+  /** Sessions in a message or running a hook: what a graceful close waits for. */
+  get sessionsInFlight(): number {
+    let n = 0;
+    for (const c of this.connections) if (inFlight(c)) n++;
+    return n;
+  }
+
+  private async drain(): Promise<CloseOutcome> {
     const stopped = Promise.all([this.server, ...this.extraListeners].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    const deadline = Date.now() + deadlineMs;
-    while (this.connections.size > 0 && Date.now() < deadline) {
-      for (const c of this.connections) {
-        if (!c.session.inMessage && !c.session.isBusy) c.socket.end();
-      }
+    for (;;) {
+      for (const c of this.connections) if (!inFlight(c)) c.session.abandon();
+      if (this.sessionsInFlight === 0 || Date.now() >= this.deadline) break;
       await new Promise((r) => setTimeout(r, 25));
     }
+    const outcome = { tempfailed: 0, cut: 0 };
+    for (const c of this.connections) {
+      if (!inFlight(c)) continue;
+      if (c.session.abandon() !== undefined) outcome.tempfailed++;
+      else outcome.cut++;
+    }
+    // Abandoned sessions close once their last reply is flushed; a peer that does not read cannot hold us.
+    const flushBy = Date.now() + FLUSH_MS;
+    while (this.connections.size > 0 && Date.now() < flushBy) await new Promise((r) => setTimeout(r, 10));
     for (const c of this.connections) c.socket.destroy();
     await stopped;
     // Only our own socket file: while we drained, a new milter may have bound the same path (closing the
@@ -236,6 +280,7 @@ export class MilterServer<S> {
       const ours = await lstat(path).then((st) => st.isSocket() && st.ino === this.socketInode, () => false);
       if (ours) await unlink(path).catch(() => undefined);
     }
+    return outcome;
   }
 
   private accept(socket: net.Socket): void {

@@ -188,6 +188,8 @@ export class MilterSession<S> implements SessionContext<S> {
   private sessionVerdict: Verdict | undefined;
   /** Sends progress while a hook works; stopped when it settles or the connection goes away. */
   private progressTimer: NodeJS.Timeout | undefined;
+  /** The command whose reply the MTA is waiting for and has not had yet. */
+  private owed: CommandType | undefined;
 
   private readonly filter: MilterFilter<S>;
   private readonly transport: SessionTransport;
@@ -267,6 +269,22 @@ export class MilterSession<S> implements SessionContext<S> {
     if (!this.busy) void this.cleanup();
   }
 
+  /**
+   * Ends the session now (the server is stopping): a reply the MTA is still waiting for is answered with
+   * tempfail first, so that an MTA that would take a dead milter as "accept" (Sendmail without F=T) keeps the
+   * message queued instead. Returns the stage so answered, if any; a hook still running is ignored when it settles.
+   */
+  abandon(): CommandType | undefined {
+    if (this.ended) return undefined;
+    const owed = this.owed;
+    if (owed !== undefined) this.send(owed, encodeResponse({ type: 'tempfail' }), 'tempfail');
+    this.stopProgress();
+    this.ended = true;
+    this.transport.end();
+    if (!this.busy) void this.cleanup();
+    return owed;
+  }
+
   /** Ends the session with a protocol error: reported, then the connection is closed. */
   fail(error: unknown): void {
     const err =
@@ -285,7 +303,9 @@ export class MilterSession<S> implements SessionContext<S> {
       this.queuedPayloadBytes -= frame.payload.length;
       let pending: Promise<void> | void;
       try {
-        pending = this.handle(decodeCommand(frame));
+        const cmd = decodeCommand(frame);
+        if (this.awaitsReply(frame)) this.owed = cmd.type;
+        pending = this.handle(cmd);
       } catch (e) {
         this.fail(e);
         break;
@@ -662,6 +682,7 @@ export class MilterSession<S> implements SessionContext<S> {
 
   private send(stage: CommandType, bytes: Buffer, type: ResponseType): void {
     if (this.ended) return;
+    if (type !== 'progress') this.owed = undefined;
     this.transport.write(bytes);
     this.options.observer?.reply?.(this.id, stage, type);
   }

@@ -308,20 +308,78 @@ test('graceful close: an idle session is closed at once, a message in flight fin
   assert.equal(server.sessionCount, 0);
 });
 
-test('graceful close cuts sessions still busy at the deadline', async () => {
+test('graceful close does not wait for an MTA to close its side of an idle connection', async (t) => {
+  let finish: (() => void) | undefined;
+  const filter: MilterFilter<undefined> = { envfrom: () => undefined, eom: () => new Promise((r) => (finish = () => r(Verdict.accept))) };
+  const { server, address } = await start(filter);
+  const port = Number(address.split(':').at(-1));
+  // An idle MTA connection that never closes its side, as Postfix between two SMTP transactions.
+  const idle = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  t.after(() => idle.destroy());
+  idle.on('error', () => undefined);
+  await once(idle, 'connect');
+  idle.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0 }));
+  await once(idle, 'data');
+  const inFlight = await MilterClient.connect(address);
+  await inFlight.negotiate();
+  await inFlight.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = inFlight.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await waitUntil('the EOM to reach the filter', () => finish !== undefined);
+
+  const closed = server.close(5000);
+  await once(idle, 'end');
+  await waitUntil('the idle session to be closed while its MTA keeps its side open', () => server.sessionCount === 1);
+  finish?.();
+  assert.equal((await eom)?.final.type, 'accept');
+  const t0 = Date.now();
+  assert.deepEqual(await closed, { tempfailed: 0, cut: 0 });
+  assert.ok(Date.now() - t0 < 1000, `close resolved ${Date.now() - t0} ms after the last message ended`);
+  assert.equal(server.sessionCount, 0);
+});
+
+test('graceful close at the deadline: an end of message still waiting is answered tempfail, then the connection closes', async () => {
   const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
   const { server, address } = await start(filter);
   const c = await MilterClient.connect(address);
   await c.negotiate();
   await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
   const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
-  const refused = assert.rejects(eom, /closed the connection/);
-  await new Promise((r) => setTimeout(r, 30)); // the EOM has reached the server
+  await waitUntil('the EOM to reach the filter', () => server.sessionsInFlight === 1);
   const t0 = Date.now();
-  await server.close(200);
+  assert.deepEqual(await server.close(200), { tempfailed: 1, cut: 0 });
   assert.ok(Date.now() - t0 >= 150, 'waited for the message in flight');
   assert.ok(Date.now() - t0 < 1500);
-  await refused;
+  assert.equal((await eom)?.final.type, 'tempfail');
+  await c.waitForClose();
+});
+
+test('graceful close at the deadline: a session between two commands of a message is cut, nothing is sent', async () => {
+  const { server, address } = await start<undefined>({ envfrom: () => undefined });
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  assert.deepEqual(await server.close(100), { tempfailed: 0, cut: 1 });
+  await c.waitForClose();
+});
+
+test('setProgressInterval: sessions opened after it send progress at the new interval, open ones keep theirs', async (t) => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise((r) => setTimeout(() => r(Verdict.accept), 450)) };
+  const { server, address } = await start(filter, { progressIntervalMs: 10_000 });
+  t.after(() => server.close(100));
+  const progressPackets = async (client: MilterClient): Promise<number> => {
+    await client.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+    const eom = await client.send({ type: 'eom', chunk: Buffer.alloc(0) });
+    return eom?.interim.filter((p) => p.type === 'progress').length ?? -1;
+  };
+  const before = await MilterClient.connect(address);
+  await before.negotiate();
+  server.setProgressInterval(100);
+  const after = await MilterClient.connect(address);
+  await after.negotiate();
+  assert.equal(await progressPackets(before), 0);
+  assert.ok((await progressPackets(after)) >= 3);
+  await before.quit();
+  await after.quit();
 });
 
 test('garbage on one connection closes that connection only', async (t) => {
@@ -419,4 +477,20 @@ test('afterTcpRead runs at open and after reads the MTA does not wait on (macros
   await client.send({ type: 'eom', chunk: Buffer.alloc(0) });
   assert.equal(calls, 2);
   await client.quit();
+});
+
+test('graceful close called again with an earlier deadline (a second SIGTERM) stops waiting at once', async () => {
+  const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
+  const { server, address } = await start(filter);
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await waitUntil('the EOM to reach the filter', () => server.sessionsInFlight === 1);
+  const first = server.close(60_000);
+  const t0 = Date.now();
+  assert.equal(server.close(0), first, 'the same close');
+  assert.deepEqual(await first, { tempfailed: 1, cut: 0 });
+  assert.ok(Date.now() - t0 < 1500, `closed ${Date.now() - t0} ms after the second call`);
+  assert.equal((await eom)?.final.type, 'tempfail');
 });

@@ -16,6 +16,7 @@ import type { ClamdScanner } from '../scanner/clamd-scanner.js';
 import type { ScanResult } from '../scanner/scan-result.js';
 import type { ActionsConfig } from '../verdict/actions-config.js';
 import { decideContentVerdict, holdInsteadOfBounce, type ContentChecks, type ContentVerdict } from '../verdict/content-verdict.js';
+import { boundedField, boundedReasons } from './log-fields.js';
 import { MessageStream } from './message-stream.js';
 
 /** Everything the filter uses, built once per config (gateway-services.ts). */
@@ -122,12 +123,12 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
     s.log.info(
       {
         queueId: session.macro('i'),
-        helo: session.helo,
-        sender: m.sender,
+        helo: boundedField(session.helo),
+        sender: boundedField(m.sender),
         recipients: m.recipients.length,
         refusedRecipients: m.refusals.length,
         verdict: 'refused-envelope',
-        reasons: m.refusals,
+        reasons: boundedReasons(m.refusals),
         totalMs: Math.round(performance.now() - m.startedAt),
       },
       'message',
@@ -309,14 +310,14 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       s.log.info(
         {
           queueId: session.macro('i'),
-          helo: session.helo,
-          authUser: s.client.authUser,
-          sender: m.sender,
+          helo: boundedField(session.helo),
+          authUser: boundedField(s.client.authUser),
+          sender: boundedField(m.sender),
           recipients: m.recipients.length,
           refusedRecipients: m.refusals.length,
           size: stream.bytes,
           verdict: verdict.label,
-          reasons: verdict.reasons,
+          reasons: boundedReasons(verdict.reasons),
           scanMs: Math.round(scanSeconds * 1000),
           // What the MTA waited at end of data for the attachment and virus verdicts (the rest streamed earlier).
           eomMs: Math.round(verdictAt - eomStartedAt),

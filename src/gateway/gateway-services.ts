@@ -9,7 +9,7 @@ import type { CounterStore } from '../policy/counter-store.js';
 import { createCounterStore } from '../policy/create-counter-store.js';
 import { RateLimiter } from '../policy/rate-limiter.js';
 import { RelayPolicy } from '../policy/relay-policy.js';
-import { ClamdScanner } from '../scanner/clamd-scanner.js';
+import { ClamdScanner, type ClamdEndpointHealth } from '../scanner/clamd-scanner.js';
 import type { GatewayServices } from './gateway-filter.js';
 
 export interface ServiceSet extends GatewayServices {
@@ -32,7 +32,11 @@ function storeSettings(config: GatewayConfig): string {
 export function buildServices(config: GatewayConfig, shared: { metrics: GatewayMetrics; offenders: TopOffenders; log: Logger }, carriedStore?: CounterStore): ServiceSet {
   const { metrics, offenders, log } = shared;
   const relay = new RelayPolicy(config.relay);
+  // Stands for the store built here in the metrics, whose gauge follows only the store in use.
+  const storeOwner = {};
+  if (carriedStore === undefined) metrics.rateLimitStoreInUse(storeOwner, config.rateLimit.store.type);
   const store = carriedStore ?? createCounterStore(config.rateLimit, (event) => {
+    metrics.rateLimitStoreAvailable(storeOwner, event.type !== 'unavailable');
     if (event.type === 'unavailable') {
       metrics.redisFallback();
       log.warn({ reason: event.reason, fallback: event.fallback }, `Redis rate-limit store unreachable: ${event.fallback === 'local' ? 'counting in this process alone' : 'tempfailing rate-limited stages'}`);
@@ -41,10 +45,16 @@ export function buildServices(config: GatewayConfig, shared: { metrics: GatewayM
     }
   });
   const limiter = new RateLimiter(config.rateLimit, store, { trusted: (client) => relay.isTrusted(client) });
+  metrics.setClamdEndpoints(config.clamav.endpoints);
+  const report = (health: ClamdEndpointHealth): void => {
+    const index = config.clamav.endpoints.indexOf(health.endpoint);
+    metrics.clamdState(index < 0 ? 0 : index, health.up, health.version ?? undefined, health.endpoint);
+  };
   const scanner = new ClamdScanner(config.clamav, {
+    onEndpointChecked: report,
+    // Also a scan that finds an endpoint gone, between two checks.
     onEndpointChange: (health) => {
-      const index = config.clamav.endpoints.indexOf(health.endpoint);
-      metrics.clamdState(index < 0 ? 0 : index, health.up, health.version ?? undefined, health.endpoint);
+      report(health);
       if (health.up) log.info({ endpoint: health.endpoint, version: health.version }, 'clamd endpoint up');
       else log.warn({ endpoint: health.endpoint, error: health.lastError }, 'clamd endpoint down: mail is tempfailed while no endpoint answers');
     },

@@ -142,6 +142,9 @@ export class GatewayMetrics {
   private readonly configLastReloadOk: Gauge;
   private readonly configLastReloadTime: Gauge;
   private readonly redisFallbacks: Counter;
+  private readonly rateLimitStoreUp: Gauge<'store'>;
+  /** Whose reports set pmt_rate_limit_store_up: the counter store in use (see rateLimitStoreInUse). */
+  private rateLimitStoreOwner: object | undefined;
 
   private readonly relayRuleLabel: BoundedLabel;
   private readonly rateLimitKindLabel: BoundedLabel;
@@ -149,6 +152,8 @@ export class GatewayMetrics {
   private extensionLabel: BoundedLabel;
   private readonly protocolErrorLabel = new BoundedLabel(PROTOCOL_ERROR_KINDS);
   private readonly clamdEndpoints = new Map<string, ClamdEndpointState>();
+  /** The clamd endpoints of the config in force, by position (see setClamdEndpoints). */
+  private clamdAddresses: readonly string[] | undefined;
   private listening = false;
   private active = 0;
 
@@ -205,6 +210,7 @@ export class GatewayMetrics {
     this.configLastReloadTime = new Gauge({ name: `${p}config_last_reload_success_timestamp_seconds`, help: 'When the configuration was last loaded successfully (Unix time).', registers });
     this.configLastReloadTime.set(this.now() / 1000);
     this.redisFallbacks = new Counter({ name: `${p}redis_fallbacks_total`, help: 'Times the Redis rate-limit store became unreachable; until it is back, rate-limit decisions use the fallback (local counters or tempfail).', registers });
+    this.rateLimitStoreUp = new Gauge({ name: `${p}rate_limit_store_up`, help: '0 while the Redis rate-limit store is unreachable (decisions use the fallback), else 1; no series with the in-memory store.', labelNames: ['store'] as const, registers });
 
     // Known label values start at 0, so rate() and increase() see the first event and dashboards show 0, not "no data".
     for (const verdict of MESSAGE_VERDICTS) this.messages.inc({ verdict }, 0);
@@ -329,6 +335,8 @@ export class GatewayMetrics {
    * the endpoint in the /healthz text.
    */
   clamdState(endpoint: number, up: boolean, version?: ClamdVersion, address?: string): void {
+    // A config no longer in force still checks its endpoints while sessions opened under it last.
+    if (this.clamdAddresses !== undefined && address !== undefined && this.clamdAddresses[endpoint] !== address) return;
     const label = Number.isInteger(endpoint) && endpoint >= 0 && endpoint < MAX_CLAMD_ENDPOINTS ? String(endpoint) : OTHER;
     const state = this.clamdEndpoints.get(label) ?? { up: false, engine: undefined, address: undefined };
     state.up = up;
@@ -346,6 +354,27 @@ export class GatewayMetrics {
       if (state.engine !== undefined) this.clamdEngineInfo.remove({ endpoint: label, clamav_version: state.engine });
       this.clamdEngineInfo.set({ endpoint: label, clamav_version: engine }, 1);
       state.engine = engine;
+    }
+  }
+
+  /**
+   * The clamd endpoints of the config now in force (at start and at each reload). A position that is gone or
+   * now holds another address loses its series and its say in /healthz until its new endpoint is checked:
+   * otherwise a removed endpoint's last state would stay for ever (ClamdEndpointDown firing, or an `up` that
+   * hides ClamdAllDown). From now on, reports for other addresses are ignored.
+   */
+  setClamdEndpoints(addresses: readonly string[]): void {
+    this.clamdAddresses = [...addresses];
+    for (const [label, state] of [...this.clamdEndpoints]) {
+      // Positions past MAX_CLAMD_ENDPOINTS share one label: it stays while there are such positions.
+      const current = label === OTHER ? addresses.length > MAX_CLAMD_ENDPOINTS : addresses[Number(label)] === state.address;
+      if (current) continue;
+      this.clamdUp.remove({ endpoint: label });
+      this.clamdLastCheck.remove({ endpoint: label });
+      this.clamdSignatureVersion.remove({ endpoint: label });
+      this.clamdSignatureTime.remove({ endpoint: label });
+      if (state.engine !== undefined) this.clamdEngineInfo.remove({ endpoint: label, clamav_version: state.engine });
+      this.clamdEndpoints.delete(label);
     }
   }
 
@@ -369,6 +398,22 @@ export class GatewayMetrics {
   /** A rate-limit lookup fell back to the in-memory store because Redis did not answer. */
   redisFallback(): void {
     this.redisFallbacks.inc();
+  }
+
+  /**
+   * A new rate-limit counter store is in use (at start, and at a reload that changes its settings). `owner`
+   * stands for that store: a store of a config no longer in force, still used by its open sessions, reports
+   * under another owner and is ignored.
+   */
+  rateLimitStoreInUse(owner: object, type: 'redis' | 'memory'): void {
+    this.rateLimitStoreOwner = owner;
+    if (type === 'redis') this.rateLimitStoreUp.set({ store: 'redis' }, 1);
+    else this.rateLimitStoreUp.reset();
+  }
+
+  /** The Redis store became unreachable (false) or reachable again (true). */
+  rateLimitStoreAvailable(owner: object, up: boolean): void {
+    if (owner === this.rateLimitStoreOwner) this.rateLimitStoreUp.set({ store: 'redis' }, up ? 1 : 0);
   }
 
   // --- health ---

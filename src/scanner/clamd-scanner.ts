@@ -38,6 +38,8 @@ export interface ClamdScannerHealth {
 export interface ClamdScannerOptions {
   /** Called when an endpoint goes up or down (for the log); not called for repeated equal states. */
   readonly onEndpointChange?: (health: ClamdEndpointHealth) => void;
+  /** Called after every health check, changed or not (for gauges of the check time and signature version). */
+  readonly onEndpointChecked?: (health: ClamdEndpointHealth) => void;
 }
 
 /** A scan in progress: write the message as it arrives, then finish. */
@@ -245,6 +247,7 @@ export class ClamdScanner {
     } finally {
       state.probing = false;
     }
+    if (!this.#closed) this.#options.onEndpointChecked?.(this.#healthOf(state));
   }
 }
 

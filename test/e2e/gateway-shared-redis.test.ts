@@ -2,7 +2,8 @@
 // rate limits in ONE real redis-server, so a client spreading its mail over both gateways meets one combined
 // limit (5 messages per minute for an untrusted client: 3 through A + 3 through B → exactly 5 accepted, the
 // 6th gets 451 4.7.1). Then Redis is stopped: with the default fallback (`local`) mail still flows, each
-// gateway now limiting alone, and each says so in its log and in pmt_redis_fallbacks_total on /metrics.
+// gateway now limiting alone, and each says so in its log and on /metrics (pmt_redis_fallbacks_total, and
+// pmt_rate_limit_store_up 0 until Redis is back).
 // When Redis is back both report it and count in Redis again.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -13,6 +14,7 @@ import { RedisInstance } from '../harness/redis-instance.js';
 import { SmtpClient, type SmtpReply } from '../harness/smtp-client.js';
 
 const LIMIT = 5;
+const STORE_UP = 'pmt_rate_limit_store_up\\{store="redis"\\}';
 
 let clamd: ClamdInstance | undefined;
 const redis = new RedisInstance();
@@ -131,6 +133,7 @@ test(`two gateways sharing Redis enforce one combined limit: 3 + 3 messages → 
   assert.equal((await postfix(0).readMessages('alice')).length, (before[0] ?? 0) + 3);
   assert.equal((await postfix(1).readMessages('alice')).length, (before[1] ?? 0) + 2);
   for (const i of [0, 1]) assert.equal(await metric(i, 'pmt_redis_fallbacks_total'), 0, 'Redis answered every decision');
+  for (const i of [0, 1]) assert.equal(await metric(i, STORE_UP), 1);
 });
 
 test('Redis stopped: mail still flows through both gateways on local counters, which each gateway logs and counts', async (t) => {
@@ -159,6 +162,7 @@ test('Redis stopped: mail still flows through both gateways on local counters, w
     const fallbacks = await metric(i, 'pmt_redis_fallbacks_total');
     t.diagnostic(`gateway ${i === 0 ? 'A' : 'B'}: pmt_redis_fallbacks_total ${fallbacks}`);
     assert.ok(fallbacks >= 1, `gateway ${i}: pmt_redis_fallbacks_total ${fallbacks}`);
+    assert.equal(await metric(i, STORE_UP), 0, `gateway ${i}: the outage shows on /metrics`);
   }
 });
 
@@ -166,6 +170,7 @@ test('Redis back: both gateways report it and share counts again', async () => {
   const from = gateways.map((g) => g.logs.length);
   await redis.start();
   await Promise.all([0, 1].map((i) => gateway(i).waitForLog((l) => l.msg === 'Redis rate-limit store reachable again', 15_000, from[i])));
+  for (const i of [0, 1]) assert.equal(await metric(i, STORE_UP), 1);
   // Shared again: a fresh client gets 5 in all over both gateways (the restarted Redis is empty).
   const attempts: Attempt[] = [];
   for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.72', `after recovery ${n + 1}`));

@@ -162,9 +162,10 @@ describe('Prometheus examples', () => {
   };
   const rules = alerts.groups.flatMap((g) => g.rules);
 
-  test('alert rules cover milter down, clamd down, old signatures and a high tempfail ratio', () => {
+  test('alert rules cover milter down, clamd down, old signatures, Redis down and high tempfail ratios', () => {
     const names = rules.map((r) => r.alert);
-    for (const n of ['PostfixMilterDown', 'ClamdEndpointDown', 'ClamdAllDown', 'ClamdSignaturesOutdated', 'MilterTempfailRatioHigh']) assert.ok(names.includes(n), n);
+    const wanted = ['PostfixMilterDown', 'ClamdEndpointDown', 'ClamdAllDown', 'ClamdSignaturesOutdated', 'MilterTempfailRatioHigh', 'RateLimitStoreDown', 'RecipientTempfailRatioHigh'];
+    for (const n of wanted) assert.ok(names.includes(n), n);
     for (const r of rules) {
       assert.match(r.for, /^\d+[smh]$/, `${r.alert}: for`);
       assert.ok(['warning', 'critical'].includes(r.labels['severity'] ?? ''), `${r.alert}: severity`);
@@ -185,7 +186,7 @@ describe('Prometheus examples', () => {
   test('promtool accepts the alert rules and the scrape config', { skip: !existsSync(PROMTOOL) && 'promtool not installed' }, async () => {
     const r = await run(PROMTOOL, ['check', 'rules', ALERTS_FILE], '/');
     assert.equal(r.code, 0, r.output);
-    assert.match(r.output, /SUCCESS: 7 rules found/);
+    assert.match(r.output, /SUCCESS: 9 rules found/);
     const c = await run(PROMTOOL, ['check', 'config', 'prometheus.yml'], fileURLToPath(new URL('prometheus/', EXAMPLES)));
     assert.equal(c.code, 0, c.output);
   });

@@ -129,4 +129,36 @@ describe('the gateway filter writes one log line per message', () => {
     assert.equal(messages.length, 3);
     assert.deepEqual(messages.map((l) => l['helo']), [HELO, HELO, HELO]);
   });
+  test('text a client chose is bounded in the line: each reason, the number of reasons, HELO and sender', async () => {
+    const c = await MilterClient.connect(gateway.address);
+    await c.negotiate();
+    await c.send({ type: 'connect', hostname: `[${CLIENT}]`, family: AddressFamily.INET, port: 40124, address: CLIENT });
+    await c.send({ type: 'helo', name: 'h'.repeat(5000) });
+    await c.send({ type: 'mail', sender: `<${'s'.repeat(5000)}@abuser.example>`, esmtpArgs: [] });
+    await c.send({ type: 'rcpt', recipient: '<alice@example.test>', esmtpArgs: [] });
+    await c.send({ type: 'abort' });
+    await c.send({ type: 'mail', sender: '<promo@abuser.example>', esmtpArgs: [] });
+    await c.send({ type: 'rcpt', recipient: '<alice@example.test>', esmtpArgs: [] });
+    const parts = Array.from({ length: 30 }, (_, k) => [
+      '--b1',
+      `Content-Type: application/octet-stream; name="${'n'.repeat(2000)}${k}.exe"`,
+      '',
+      'x',
+    ].join('\r\n'));
+    const body = Buffer.from([...parts, '--b1--', ''].join('\r\n'), 'latin1');
+    const headers: Array<[string, string]> = [['MIME-Version', '1.0'], ['Content-Type', 'multipart/mixed; boundary="b1"']];
+    assert.match(await sendContent(c, '4QxYz5AbCd', headers, body), /^554 /);
+    await c.quit();
+
+    const line = lines.filter((l) => l['msg'] === 'message').find((l) => l['queueId'] === '4QxYz5AbCd');
+    assert.ok(line, JSON.stringify(lines.at(-1)).slice(0, 500));
+    const reasons = line['reasons'] as string[];
+    assert.equal(reasons.length, 21);
+    assert.match(reasons[20] ?? '', /^\+\d+ more$/);
+    for (const r of reasons.slice(0, 20)) assert.ok(r.length < 400 && /more characters\)$/.test(r), r.slice(0, 80));
+    assert.match(String(line['helo']), /^h{300}…\(4700 more characters\)$/);
+    assert.ok(JSON.stringify(line).length < 16_000, `${JSON.stringify(line).length} bytes`);
+    const refused = lines.find((l) => l['verdict'] === 'refused-envelope' && String(l['sender']).startsWith('<sss'));
+    assert.match(String(refused?.['sender']), /^<s{299}…\(4717 more characters\)$/);
+  });
 });

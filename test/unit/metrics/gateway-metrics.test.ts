@@ -245,6 +245,29 @@ describe('GatewayMetrics', () => {
     assert.equal(await value(m, 'pmt_clamd_last_check_timestamp_seconds', { endpoint: '0' }), 1_700_000_060);
   });
 
+  test('a reload that removes a clamd endpoint removes its series; one that changes an address resets that position', async () => {
+    const m = make();
+    m.milterListening(true);
+    m.setClamdEndpoints(['inet:127.0.0.1:3310', 'inet:127.0.0.1:3311']);
+    m.clamdState(0, false, undefined, 'inet:127.0.0.1:3310');
+    m.clamdState(1, true, { engine: '1.0.7', signatureVersion: 27400 }, 'inet:127.0.0.1:3311');
+
+    m.setClamdEndpoints(['inet:127.0.0.1:3310']);
+    assert.deepEqual(await labelValues(m, 'pmt_clamd_up', 'endpoint'), ['0']);
+    for (const name of ['pmt_clamd_last_check_timestamp_seconds', 'pmt_clamd_signature_version', 'pmt_clamd_engine_info']) {
+      assert.deepEqual((await labelValues(m, name, 'endpoint')).filter((e) => e === '1'), [], name);
+    }
+    assert.equal(m.health().healthy, false, 'the endpoint that answered is gone: /healthz says so');
+
+    m.setClamdEndpoints(['unix:/run/clamav/clamd.ctl']);
+    assert.deepEqual(await labelValues(m, 'pmt_clamd_up', 'endpoint'), [], 'position 0 now holds another endpoint, not yet checked');
+    m.clamdState(0, false, undefined, 'inet:127.0.0.1:3310');
+    assert.deepEqual(await labelValues(m, 'pmt_clamd_up', 'endpoint'), [], 'a report from the config no longer in force is ignored');
+    m.clamdState(0, true, undefined, 'unix:/run/clamav/clamd.ctl');
+    assert.equal(await value(m, 'pmt_clamd_up', { endpoint: '0' }), 1);
+    assert.deepEqual(m.health(), { healthy: true });
+  });
+
   test('protocol errors by kind, overload tempfails by reason', async () => {
     const m = make();
     m.protocolError('frame-too-large');
@@ -281,6 +304,23 @@ describe('GatewayMetrics', () => {
     m.redisFallback();
     m.redisFallback();
     assert.equal(await value(m, 'pmt_redis_fallbacks_total'), 2);
+  });
+
+  test('rate-limit store up: follows the Redis store in use; a retired store is not heard; the in-memory store has no series', async () => {
+    const m = make();
+    const first = {};
+    m.rateLimitStoreInUse(first, 'redis');
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1);
+    m.rateLimitStoreAvailable(first, false);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 0);
+    m.rateLimitStoreAvailable(first, true);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1);
+    const second = {};
+    m.rateLimitStoreInUse(second, 'redis');
+    m.rateLimitStoreAvailable(first, false);
+    assert.equal(await value(m, 'pmt_rate_limit_store_up', { store: 'redis' }), 1, 'the retired store (its sessions still open) is ignored');
+    m.rateLimitStoreInUse({}, 'memory');
+    assert.deepEqual(await labelValues(m, 'pmt_rate_limit_store_up', 'store'), []);
   });
 
   test('health: listener bound and at least one clamd answered its last check', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
+import { clamavSchema, type ClamavConfig } from 'postfix-milter-ts/scanner/clamd-config.js';
 import { ClamdScanner, type ClamdEndpointHealth } from 'postfix-milter-ts/scanner/clamd-scanner.js';
 import { failedReason, testScanner } from './scanner-fixture.js';
 import { FakeClamd, type FakeClamdOptions } from '../../harness/fake-clamd.js';
@@ -357,4 +357,20 @@ test('an answer before the end of the stream is not believed', async () => {
   const result = await scan.finish();
   assert.equal(failedReason(result), 'protocol');
   assert.match(result.type === 'failed' ? result.detail : '', /before the end of the stream/);
+});
+
+test('every health check is reported, also when the state stays the same (the check-time gauge must move)', async () => {
+  const f = await fake();
+  const checks: ClamdEndpointHealth[] = [];
+  const changes: ClamdEndpointHealth[] = [];
+  const s = new ClamdScanner(clamavSchema.parse({ endpoints: [f.endpoint], connectTimeout: '1s' }), {
+    onEndpointChecked: (h) => checks.push(h),
+    onEndpointChange: (h) => changes.push(h),
+  });
+  scanners.push(s);
+  await s.checkNow();
+  await s.checkNow();
+  assert.deepEqual(checks.map((h) => h.up), [true, true]);
+  assert.equal(changes.length, 1, 'the log hears of the change only');
+  assert.ok(checks[1]!.lastCheck! >= checks[0]!.lastCheck!);
 });
