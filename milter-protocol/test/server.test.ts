@@ -132,17 +132,25 @@ async function waitUntil(what: string, probe: () => boolean, ms = 3000): Promise
   }
 }
 
-test('after a malformed packet the connection is closed outright, even if the MTA never closes its side', async (t) => {
-  const { server, address } = await start(addHeaderFilter());
-  t.after(() => server.close(100));
+/**
+ * A negotiated connection whose peer does not close its side when ours is closed (allowHalfOpen), as a broken or
+ * hostile MTA would not.
+ */
+async function peerKeepingItsSideOpen(t: { after: (fn: () => void) => void }, address: string, protocol: number): Promise<net.Socket> {
   const port = Number(address.split(':').at(-1));
-  // allowHalfOpen: the peer does not close its side when ours is closed, as a broken or hostile MTA would not.
   const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
   t.after(() => socket.destroy());
   socket.on('error', () => undefined);
   await once(socket, 'connect');
-  socket.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0x1fffff }));
+  socket.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol }));
   await once(socket, 'data');
+  return socket;
+}
+
+test('after a malformed packet the connection is closed outright, even if the MTA never closes its side', async (t) => {
+  const { server, address } = await start(addHeaderFilter());
+  t.after(() => server.close(100));
+  const socket = await peerKeepingItsSideOpen(t, address, 0x1fffff);
   // HELO without its NUL; the peer then keeps its socket open and sends nothing.
   socket.write(Buffer.from('0000000448616263', 'hex'));
   await waitUntil('the server to drop the session', () => server.sessionCount === 0);
@@ -310,14 +318,8 @@ test('graceful close does not wait for an MTA to close its side of an idle conne
   let finish: (() => void) | undefined;
   const filter: MilterFilter<undefined> = { envfrom: () => undefined, eom: () => new Promise((r) => (finish = () => r(Verdict.accept))) };
   const { server, address } = await start(filter);
-  const port = Number(address.split(':').at(-1));
   // An idle MTA connection that never closes its side, as Postfix between two SMTP transactions.
-  const idle = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-  t.after(() => idle.destroy());
-  idle.on('error', () => undefined);
-  await once(idle, 'connect');
-  idle.write(encodeCommand({ type: 'optneg', version: 6, actions: 0x1ff, protocol: 0 }));
-  await once(idle, 'data');
+  const idle = await peerKeepingItsSideOpen(t, address, 0);
   const inFlight = await MilterClient.connect(address);
   await inFlight.negotiate();
   await inFlight.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
