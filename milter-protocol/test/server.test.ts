@@ -337,7 +337,8 @@ test('graceful close does not wait for an MTA to close its side of an idle conne
   assert.equal(server.sessionCount, 0);
 });
 
-test('graceful close at the deadline: an end of message still waiting is answered tempfail, then the connection closes', async () => {
+/** A server whose filter never answers end of message, and one session waiting there. */
+async function endOfMessageNeverAnswered() {
   const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
   const { server, address } = await start(filter);
   const c = await MilterClient.connect(address);
@@ -345,6 +346,11 @@ test('graceful close at the deadline: an end of message still waiting is answere
   await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
   const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
   await waitUntil('the EOM to reach the filter', () => server.sessionsInFlight === 1);
+  return { server, client: c, eom };
+}
+
+test('graceful close at the deadline: an end of message still waiting is answered tempfail, then the connection closes', async () => {
+  const { server, client: c, eom } = await endOfMessageNeverAnswered();
   const t0 = Date.now();
   assert.deepEqual(await server.close(200), { tempfailed: 1, cut: 0 });
   assert.ok(Date.now() - t0 >= 150, 'waited for the message in flight');
@@ -480,13 +486,7 @@ test('afterTcpRead runs at open and after reads the MTA does not wait on (macros
 });
 
 test('graceful close called again with an earlier deadline (a second SIGTERM) stops waiting at once', async () => {
-  const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
-  const { server, address } = await start(filter);
-  const c = await MilterClient.connect(address);
-  await c.negotiate();
-  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
-  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
-  await waitUntil('the EOM to reach the filter', () => server.sessionsInFlight === 1);
+  const { server, eom } = await endOfMessageNeverAnswered();
   const first = server.close(60_000);
   const t0 = Date.now();
   assert.equal(server.close(0), first, 'the same close');
