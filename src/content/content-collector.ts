@@ -1,15 +1,15 @@
 // Keeps what inspection needs of a part's decoded content, and no more: the first bytes and last bytes
 // (magic detection), and the whole content only when it starts like an archive we list or is named or declared
 // a zip (a zip may sit behind other bytes), up to the archive size limit.
-import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, detectType } from './magic.js';
+import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, archiveType } from './magic.js';
 import { isListedBySevenZip } from './seven-zip-inspector.js';
 
 // Enough to recognise every listed format (tar's mark is at byte 257).
 const ARCHIVE_MAGIC_BYTES = 512;
 
 function startsLikeListedArchive(head: Buffer): boolean {
-  const type = detectType(head);
-  return type === 'zip' || isListedBySevenZip(type);
+  const type = archiveType(head);
+  return type !== undefined && (type === 'zip' || isListedBySevenZip(type));
 }
 
 export class ContentCollector {

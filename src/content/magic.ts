@@ -140,6 +140,23 @@ function classifyMarkup(lower: string): RealType | undefined {
   return 'html';
 }
 
+/** The archive format `head` starts with, from signatures in its first 512 bytes; undefined for none. */
+export function archiveType(head: Uint8Array): ArchiveType | undefined {
+  if (at(head, 0, [0x50, 0x4b, 0x03, 0x04]) || at(head, 0, [0x50, 0x4b, 0x05, 0x06]) || at(head, 0, [0x50, 0x4b, 0x07, 0x08])) return 'zip';
+  if (at(head, 0, ascii('Rar!\x1a\x07'))) return 'rar';
+  if (at(head, 0, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return '7z';
+  if (at(head, 0, [0x1f, 0x8b])) return 'gzip';
+  if (at(head, 0, ascii('BZh')) && head.length > 3 && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39) return 'bzip2';
+  if (at(head, 0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'xz';
+  if (at(head, 0, [0x28, 0xb5, 0x2f, 0xfd])) return 'zstd';
+  if (at(head, 0, ascii('MSCF\0\0\0\0'))) return 'cab';
+  if (at(head, 7, ascii('**ACE**'))) return 'ace';
+  if (at(head, 0, [0x60, 0xea])) return 'arj';
+  if (at(head, 257, ascii('ustar'))) return 'tar';
+  if (at(head, 2, ascii('-lh')) && head[6] === 0x2d) return 'lzh';
+  return undefined;
+}
+
 /**
  * The real type of content from its first bytes (`head`, up to MAGIC_HEAD_BYTES) and optionally its last
  * bytes (`tail`, up to MAGIC_TAIL_BYTES, for formats identified by a footer).
@@ -170,18 +187,8 @@ export function detectType(head: Uint8Array, tail?: Uint8Array): RealType {
     if (at(tail, tail.length - 512, ascii('conectix'))) return 'vhd';
   }
 
-  if (at(head, 0, [0x50, 0x4b, 0x03, 0x04]) || at(head, 0, [0x50, 0x4b, 0x05, 0x06]) || at(head, 0, [0x50, 0x4b, 0x07, 0x08])) return 'zip';
-  if (at(head, 0, ascii('Rar!\x1a\x07'))) return 'rar';
-  if (at(head, 0, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return '7z';
-  if (at(head, 0, [0x1f, 0x8b])) return 'gzip';
-  if (at(head, 0, ascii('BZh')) && head.length > 3 && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39) return 'bzip2';
-  if (at(head, 0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'xz';
-  if (at(head, 0, [0x28, 0xb5, 0x2f, 0xfd])) return 'zstd';
-  if (at(head, 0, ascii('MSCF\0\0\0\0'))) return 'cab';
-  if (at(head, 7, ascii('**ACE**'))) return 'ace';
-  if (at(head, 0, [0x60, 0xea])) return 'arj';
-  if (at(head, 257, ascii('ustar'))) return 'tar';
-  if (at(head, 2, ascii('-lh')) && head[6] === 0x2d) return 'lzh';
+  const archive = archiveType(head);
+  if (archive !== undefined) return archive;
 
   if (at(head, 0, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])) return 'ole';
   if (at(head, 0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';
