@@ -7,11 +7,27 @@ export const MAX_FIELD_CHARS = 300;
 /** Reasons listed in one line; the rest are counted. */
 export const MAX_REASONS = 20;
 
-export function boundedField(text: string | undefined): string | undefined {
-  if (text === undefined || text.length <= MAX_FIELD_CHARS) return text;
+// The milter protocol hands over bytes, one character each; an SMTPUTF8 address or HELO is UTF-8.
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Protocol text as a person reads it: UTF-8 when its bytes are valid UTF-8, else as received. */
+function readable(text: string): string {
+  if (!/[\x80-\xff]/.test(text) || /[^\x00-\xff]/.test(text)) return text;
+  try {
+    return UTF8.decode(Buffer.from(text, 'latin1'));
+  } catch {
+    return text;
+  }
+}
+
+export function boundedField(raw: string | undefined): string | undefined {
+  if (raw === undefined) return raw;
+  const text = readable(raw);
+  if (text.length <= MAX_FIELD_CHARS) return text;
   return `${text.slice(0, MAX_FIELD_CHARS)}…(${text.length - MAX_FIELD_CHARS} more characters)`;
 }
 
+/** Reasons may quote protocol text (`rcpt <…>`): shown like boundedField. */
 export function boundedReasons(reasons: readonly string[]): string[] {
   const shown = reasons.slice(0, MAX_REASONS).map((r) => boundedField(r) as string);
   if (reasons.length > MAX_REASONS) shown.push(`+${reasons.length - MAX_REASONS} more`);

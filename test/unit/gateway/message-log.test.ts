@@ -161,4 +161,18 @@ describe('the gateway filter writes one log line per message', () => {
     const refused = lines.find((l) => l['verdict'] === 'refused-envelope' && String(l['sender']).startsWith('<sss'));
     assert.match(String(refused?.['sender']), /^<s{299}…\(4717 more characters\)$/);
   });
+
+  test('SMTPUTF8 text is logged as UTF-8, not as the bytes the protocol hands over one per character', async () => {
+    const c = await MilterClient.connect(gateway.address);
+    await c.negotiate();
+    await c.send({ type: 'connect', hostname: `[${CLIENT}]`, family: AddressFamily.INET, port: 40125, address: CLIENT });
+    await c.send({ type: 'helo', name: HELO });
+    // What Postfix sends for MAIL FROM:<jörg@bücher.example>: UTF-8 bytes.
+    await c.send({ type: 'mail', sender: Buffer.from('<jörg@bücher.example>', 'utf8').toString('latin1'), esmtpArgs: ['SMTPUTF8'] });
+    await c.send({ type: 'rcpt', recipient: '<victim@elsewhere.example>', esmtpArgs: [] });
+    await c.send({ type: 'abort' });
+    await c.quit();
+    for (let i = 0; i < 100 && !lines.some((l) => String(l['sender']).startsWith('<j')); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(lines.filter((l) => String(l['sender']).startsWith('<j')).map((l) => l['sender']), ['<jörg@bücher.example>']);
+  });
 });
