@@ -32,6 +32,8 @@ export interface GatewayServices {
 
 interface MessageState {
   readonly sender: string;
+  /** MAIL FROM was the null sender (`<>`, and `< >`: both MTAs leave {mail_addr} empty for it). */
+  readonly nullSender: boolean;
   readonly startedAt: number;
   readonly recipients: string[];
   readonly refusals: string[];
@@ -176,7 +178,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const authUser = session.macro('{auth_authen}');
       s.client = { ...s.client, authUser: authUser === undefined || authUser === '' ? undefined : authUser };
       const refusal = s.connectRefusal;
-      s.message = { sender, startedAt: performance.now(), recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
+      s.message = { sender, nullSender: parseEnvelopeAddress(sender).kind === 'null', startedAt: performance.now(), recipients: [], refusals: [], refusal, stream: undefined, scanStartedAt: 0 };
       if (refusal) {
         // Refused at connect: the session gives that refusal; the message is not counted against the limits.
         s.message.refusals.push(`connect ${refusal.rule}`);
@@ -216,8 +218,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       }
       const context = {
         acceptedRecipients: m.recipients.length,
-        // `< >` is the null sender too (both MTAs leave {mail_addr} empty), not only `<>`.
-        nullSender: parseEnvelopeAddress(m.sender).kind === 'null',
+        nullSender: m.nullSender,
         rcptMailer: session.macro('{rcpt_mailer}'),
         rcptHost: session.macro('{rcpt_host}'),
         rcptAddr: session.macro('{rcpt_addr}'),
