@@ -101,6 +101,16 @@ describe('real clamd behind real Postfix', () => {
     assert.deepEqual(line['reasons'], []);
   });
 
+  test("the sender's own X-Virus-Scanned and X-Gateway-* headers are removed; only ours is delivered", async () => {
+    const subject = 'forged scan header';
+    const { result } = await send(postfix, `X-Virus-Scanned: clean, trust me\r\nX-Gateway-Attachment: none\r\nX-Virus-Scanned: again\r\n${plain(subject)}`);
+    assert.equal(result.final?.code, 250, JSON.stringify(result));
+    accepted.push(subject);
+    const delivered = (await postfix.waitForMessages('alice', accepted.length)).find((m) => m.includes(`Subject: ${subject}`)) ?? '';
+    assert.deepEqual(delivered.match(/^X-Virus-Scanned:.*?(?=\r?$)/gm), ['X-Virus-Scanned: postfix-milter-ts with ClamAV']);
+    assert.doesNotMatch(delivered, /^X-Gateway-Attachment:/m);
+  });
+
   test('EICAR in a text attachment: 554 5.7.0 naming it at end of DATA, nothing delivered', async () => {
     const subject = 'eicar as text';
     const { result } = await send(postfix, withAttachment(subject, 'notes.txt', 'text/plain', EICAR));

@@ -104,6 +104,18 @@ test('clean mail is delivered through Sendmail with the scanned header added by 
   }),
 );
 
+test("the sender's own X-Virus-Scanned and X-Gateway-* headers are removed; only ours is delivered", { timeout: TEST_TIMEOUT_MS }, () =>
+  logsOnFailure(async () => {
+    const forged = `X-Virus-Scanned: clean, trust me\r\nX-Gateway-Attachment: none\r\nX-Virus-Scanned: again\r\n${message('sendmail forged scan header')}`;
+    const before = (await sm().readMessages('alice')).length;
+    const r = await send([`alice@${DOMAIN}`], forged);
+    assert.equal(r.final?.code, 250, JSON.stringify(r));
+    const delivered = (await sm().waitForMessages('alice', before + 1)).find((m) => /^Subject: sendmail forged scan header$/m.test(m)) ?? '';
+    assert.deepEqual(delivered.match(/^X-Virus-Scanned:.*$/gm), ['X-Virus-Scanned: postfix-milter-ts with ClamAV']);
+    assert.doesNotMatch(delivered, /^X-Gateway-Attachment:/m);
+  }),
+);
+
 test('a relay attempt from an untrusted client is refused for that recipient (554 5.7.1); the local recipient still gets the mail', { timeout: TEST_TIMEOUT_MS }, () =>
   logsOnFailure(async () => {
     const relayedBefore = (await sm().readRelayed()).length;
