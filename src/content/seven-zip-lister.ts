@@ -1,13 +1,14 @@
 // Lists archives other than zip (RAR, 7z, CAB, ARJ, LZH, tar) with 7-Zip in a worker thread, one at a time.
 // A listing that runs past its time limit is the archive's fault (a header bomb): the worker is stopped and the
-// archive reported unreadable. A listing that cannot even start in time is overload: the caller tempfails.
+// archive reported unreadable. A listing that cannot even start in time is overload, and a worker that fails
+// (it cannot load, or dies) is ours: the caller tempfails.
 // The worker starts on the first archive and stops after a quiet minute, so gateways that never see such
 // archives never load 7-Zip.
 import { Worker } from 'node:worker_threads';
 import type { SevenZipListing, SevenZipRequest } from './seven-zip-listing.js';
 
 export interface ArchiveLister {
-  /** Lists `data`; rejects (the message is tempfailed) only when the lister is too busy to start in time. */
+  /** Lists `data`; rejects (the message is tempfailed) when the lister is too busy to start in time or fails. */
   list(data: Buffer, maxMembers: number, timeoutMs: number): Promise<SevenZipListing>;
 }
 
@@ -28,6 +29,8 @@ export interface SevenZipListerOptions {
   readonly maxWaiting?: number;
   /** The worker stops after this long without work. */
   readonly idleMs?: number;
+  /** The worker's module (tests give a broken one). */
+  readonly workerUrl?: URL;
 }
 
 const WORKER_URL = new URL('./seven-zip-worker.js', import.meta.url);
@@ -40,10 +43,12 @@ export class SevenZipLister implements ArchiveLister {
   private nextId = 1;
   private readonly maxWaiting: number;
   private readonly idleMs: number;
+  private readonly workerUrl: URL;
 
   constructor(options: SevenZipListerOptions = {}) {
     this.maxWaiting = options.maxWaiting ?? 32;
     this.idleMs = options.idleMs ?? 60_000;
+    this.workerUrl = options.workerUrl ?? WORKER_URL;
   }
 
   /** Workers started so far (a restart after a time-out or crash counts). */
@@ -66,14 +71,15 @@ export class SevenZipLister implements ArchiveLister {
     });
   }
 
-  /** Stops the worker; archives waiting are refused as busy. */
+  /** Stops the worker; archives waiting or being listed are refused as busy. */
   async close(): Promise<void> {
     for (const job of this.waiting.splice(0)) {
       clearTimeout(job.waitTimer);
       job.reject(new ArchiveListerBusyError('the archive lister is closing'));
     }
-    if (this.running) this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: 'the archive lister closed' });
+    this.fail(new ArchiveListerBusyError('the archive lister is closing'));
     clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
@@ -107,10 +113,20 @@ export class SevenZipLister implements ArchiveLister {
     this.dispatch();
   }
 
+  /** The running listing cannot be had (the worker failed): its message is tempfailed, the next one gets a new worker. */
+  private fail(e: Error): void {
+    const running = this.running;
+    if (!running) return;
+    this.running = undefined;
+    clearTimeout(running.timer);
+    running.job.reject(e);
+    this.dispatch();
+  }
+
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     // Its own heap limit: the worker holds at most one archive (archives.maxBytes) and its listing.
-    const worker = new Worker(WORKER_URL, { resourceLimits: { maxOldGenerationSizeMb: 256 } });
+    const worker = new Worker(this.workerUrl, { resourceLimits: { maxOldGenerationSizeMb: 256 } });
     this.workersStarted++;
     worker.on('message', (reply: { id: number; listing: SevenZipListing }) => {
       if (this.worker === worker && this.running?.job.request.id === reply.id) this.finish(reply.listing);
@@ -118,7 +134,7 @@ export class SevenZipLister implements ArchiveLister {
     const lost = (why: string): void => {
       if (this.worker !== worker) return;
       this.worker = undefined;
-      this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: `the 7-Zip worker stopped: ${why}` });
+      this.fail(new Error(`the 7-Zip worker stopped: ${why}`));
     };
     worker.on('error', (e) => lost(e.message));
     worker.on('exit', (code) => lost(`exit code ${code}`));

@@ -107,6 +107,18 @@ describe('SevenZipLister', () => {
     }
   });
 
+  test('a worker that fails is our fault, not the archive\'s: the listing is refused (the message tempfails), not judged', async () => {
+    const own = new SevenZipLister({ workerUrl: new URL('data:text/javascript,throw new Error("cannot load 7-Zip")') });
+    try {
+      const rar = makeRar([{ name: 'a.txt', data: 'x' }]);
+      await assert.rejects(own.list(rar, 10, 10_000), /the 7-Zip worker stopped: cannot load 7-Zip/);
+      await assert.rejects(own.list(rar, 10, 10_000), /the 7-Zip worker stopped/);
+      assert.equal(own.workersStarted, 2);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('the worker stops when idle and starts again on demand', async () => {
     const own = new SevenZipLister({ idleMs: 50 });
     try {
