@@ -104,23 +104,24 @@ export class SevenZipLister implements ArchiveLister {
     worker.postMessage(job.request);
   }
 
-  private finish(listing: SevenZipListing): void {
+  /** The running listing is over: with its listing, or with an error when it cannot be had (the worker failed). */
+  private settle(outcome: { listing: SevenZipListing } | { error: Error }): void {
     const running = this.running;
     if (!running) return;
     this.running = undefined;
     clearTimeout(running.timer);
-    running.job.resolve(listing);
+    if ('listing' in outcome) running.job.resolve(outcome.listing);
+    else running.job.reject(outcome.error);
     this.dispatch();
   }
 
-  /** The running listing cannot be had (the worker failed): its message is tempfailed, the next one gets a new worker. */
-  private fail(e: Error): void {
-    const running = this.running;
-    if (!running) return;
-    this.running = undefined;
-    clearTimeout(running.timer);
-    running.job.reject(e);
-    this.dispatch();
+  private finish(listing: SevenZipListing): void {
+    this.settle({ listing });
+  }
+
+  /** Our failure, not the archive's: its message is tempfailed, and the next listing gets a new worker. */
+  private fail(error: Error): void {
+    this.settle({ error });
   }
 
   private ensureWorker(): Worker {
