@@ -243,12 +243,14 @@ test('a clamd answering garbage, resetting mid-scan or never answering: 4xx with
       fake.scanBehavior = behavior;
       const t0 = Date.now();
       const clean = await smtpSend(message(`fake-${what}-clean`));
+      const t1 = Date.now();
       const infected = await smtpSend(eicarMessage(`fake-${what}-eicar`));
-      const ms = Date.now() - t0;
+      const times = [t1 - t0, Date.now() - t1];
       assert.equal(Math.floor((clean.final?.code ?? 0) / 100), 4, `${what}: ${JSON.stringify(clean)}`);
       assert.equal(Math.floor((infected.final?.code ?? 0) / 100), 4, `${what}: ${JSON.stringify(infected)}`);
-      // Two messages; the stalled ones each end at the 3 s scan deadline.
-      assert.ok(ms < (what === 'stall' ? 9000 : 3000), `${what}: ${ms} ms for two messages`);
+      // A failure is answered without waiting for the 3 s scan deadline; a stalled scan ends at it (with slack
+      // for a host that takes cores now and then).
+      for (const ms of times) assert.ok(what === 'stall' ? ms < 4500 : ms < 3000, `${what}: ${ms} ms for one message (scan deadline 3 s)`);
       await assertNotDelivered(`fake-${what}-clean`, `fake-${what}-eicar`);
     }
     assert.ok((await metric('pmt_clamd_scans_total', '{result="timeout"}')) >= 2);
