@@ -5,6 +5,8 @@
 // gateway now limiting alone, and each says so in its log and on /metrics (pmt_redis_fallbacks_total, and
 // pmt_rate_limit_store_up 0 until Redis is back).
 // When Redis is back both report it and count in Redis again.
+// A third gateway uses `fallback: tempfail`: a client that connected while Redis was down is tempfailed only
+// while it is down, and accepted in the same SMTP session once it is back; it is not listed among the offenders.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ClamdInstance } from '../harness/clamd-instance.js';
@@ -21,7 +23,7 @@ const redis = new RedisInstance();
 const gateways: GatewayProcess[] = [];
 const postfixes: PostfixInstance[] = [];
 
-function config(clamdEndpoint: string, redisUrl: string): string {
+function config(clamdEndpoint: string, redisUrl: string, fallback: 'local' | 'tempfail'): string {
   return `
 milter:
   listen: inet:127.0.0.1:0
@@ -31,6 +33,7 @@ rateLimit:
   store:
     type: redis
     url: ${redisUrl}
+    fallback: ${fallback}
   untrusted:
     messages: { limit: ${LIMIT}, window: 1m }
 clamav:
@@ -43,7 +46,8 @@ metrics:
 before(async () => {
   clamd = await ClamdInstance.start();
   await redis.start();
-  for (let i = 0; i < 2; i++) gateways.push(await GatewayProcess.start({ config: config(clamd.unixEndpoint, redis.url) }));
+  // A and B fall back to local counters (the default); C, the third, tempfails.
+  for (const fallback of ['local', 'local', 'tempfail'] as const) gateways.push(await GatewayProcess.start({ config: config(clamd.unixEndpoint, redis.url, fallback) }));
   for (const g of gateways) {
     const postfix = new PostfixInstance({
       milter: g.milterAddress,
@@ -175,4 +179,39 @@ test('Redis back: both gateways report it and share counts again', async () => {
   const attempts: Attempt[] = [];
   for (let n = 0; n < 6; n++) attempts.push(await send(n % 2, '192.0.2.72', `after recovery ${n + 1}`));
   assert.deepEqual(attempts.map((a) => a.envelope.code), [250, 250, 250, 250, 250, 451], summary(attempts));
+});
+
+test('fallback tempfail: connected while Redis was down, tempfailed until it is back, then accepted in the same session; no offender', async () => {
+  const client = '192.0.2.80';
+  let from = gateway(2).logs.length;
+  await redis.stop();
+  await gateway(2).waitForLog((l) => l.msg.startsWith('Redis rate-limit store unreachable'), 10_000, from);
+
+  const smtp = await SmtpClient.connect({ host: '127.0.0.1', port: postfix(2).smtpPort });
+  try {
+    await smtp.ehlo('client.example.org');
+    // Postfix opens a new milter connection with a CONNECT for this address: it arrives while Redis is down.
+    assert.equal((await smtp.xclient({ ADDR: client, NAME: '[UNAVAILABLE]' })).code, 220);
+    await smtp.ehlo('client.example.org');
+    const message = 'From: sender@example.org\r\nTo: alice@example.test\r\nSubject: after the outage\r\n\r\nHello.\r\n';
+
+    const during = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message);
+    assert.match(during.rcpts[0]?.raw ?? '', /^451 4\.3\.0 /, JSON.stringify(during));
+    assert.equal((await smtp.command('RSET')).code, 250);
+
+    from = gateway(2).logs.length;
+    await redis.start();
+    await gateway(2).waitForLog((l) => l.msg === 'Redis rate-limit store reachable again', 15_000, from);
+    const before = (await postfix(2).readMessages('alice')).length;
+    const after = await smtp.sendMessage('sender@example.org', ['alice@example.test'], message);
+    assert.equal(after.rcpts[0]?.code, 250, JSON.stringify(after));
+    assert.equal(after.final?.code, 250, JSON.stringify(after));
+    await postfix(2).waitForMessages('alice', before + 1);
+    await smtp.quit();
+  } finally {
+    smtp.destroy();
+  }
+
+  const offenders = await (await fetch(`http://127.0.0.1:${gateway(2).metricsPort}/offenders`)).text();
+  assert.ok(!offenders.includes(client), `our outage is not the client's offence: ${offenders}`);
 });
