@@ -21,11 +21,31 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
+/** The milter's port, per child, for tests that see no log (nobody listens for it). */
+const milterPorts = new WeakMap<ChildProcess, number>();
+
 async function startMilter(protocol: 'udp' | 'tcp', port: number): Promise<ChildProcess> {
   const config = join(dir, `${protocol}.yaml`);
   const milterPort = await freeLoopbackPort();
   await writeFile(config, `milter:\n  listen: inet:127.0.0.1:${milterPort}\nmetrics:\n  enabled: false\nclamav:\n  endpoints: [inet:127.0.0.1:1]\nlog:\n  destination: syslog\n  syslog:\n    port: ${port}\n    protocol: ${protocol}\n`);
-  return spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  milterPorts.set(child, milterPort);
+  return child;
+}
+
+/** Waits until the milter accepts connections: it has started, and SIGTERM now means a graceful stop. */
+async function milterListening(child: ChildProcess): Promise<void> {
+  const port = milterPorts.get(child);
+  const accepts = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const probe = net.connect({ port: port ?? 0, host: '127.0.0.1' });
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.once('error', () => resolve(false));
+    });
+  await waitFor('the milter to accept connections', async () => ((await accepts()) ? true : undefined), 15_000);
 }
 
 /** Waits for the process to exit; its exit code, or 'still running' after `ms`. */
@@ -112,7 +132,7 @@ test('TCP with nobody listening: the milter still stops on SIGTERM, within secon
   const child = await startMilter('tcp', await freeLoopbackPort());
   try {
     // No log reaches anyone: wait until the milter port answers instead.
-    await new Promise((r) => setTimeout(r, 1500));
+    await milterListening(child);
     assert.equal(child.exitCode, null, 'running');
     child.kill('SIGTERM');
     assert.equal(await exitWithin(child, 8000), 0);
