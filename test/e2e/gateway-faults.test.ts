@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { MacroPair } from '@postfix-milter-ts/protocol';
@@ -109,8 +110,18 @@ async function backToBaseline(b: Baseline, rssSlackMiB = 40): Promise<void> {
   assert.ok(rss < b.rss + rssSlackMiB, `RSS ${rss.toFixed(1)} MiB, baseline ${b.rss.toFixed(1)} MiB`);
 }
 
+/** One scrape on a connection of its own, closed after it (a kept-alive one would count as a descriptor for 5 s). */
+function scrape(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port: gateway.metricsPort, path: '/metrics', agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve(text)).on('error', reject);
+    }).on('error', reject);
+  });
+}
+
 async function metric(name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+  const text = await scrape();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
   return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
@@ -193,7 +204,7 @@ test('clamd killed mid-scan: the message in flight is tempfailed, and so is all 
   const c = await sessionInMessage('killed-mid-scan');
   await c.body(INFECTED_BODY.subarray(0, 100_000));
   // The scan is streaming: our milter connection and the INSTREAM connection to clamd are open.
-  await waitFor('the INSTREAM connection', () => fds() >= b.fds + 2);
+  await waitFor('the INSTREAM connection', () => clamd.unixConnections() === 1);
   await clamd.kill();
   await c.body(INFECTED_BODY.subarray(100_000));
   const eom = await c.send({ type: 'eom', chunk: Buffer.alloc(0) });
@@ -241,16 +252,23 @@ test('a clamd answering garbage, resetting mid-scan or never answering: 4xx with
     ];
     for (const [what, behavior] of cases) {
       fake.scanBehavior = behavior;
-      const t0 = Date.now();
-      const clean = await smtpSend(message(`fake-${what}-clean`));
-      const t1 = Date.now();
-      const infected = await smtpSend(eicarMessage(`fake-${what}-eicar`));
-      const times = [t1 - t0, Date.now() - t1];
-      assert.equal(Math.floor((clean.final?.code ?? 0) / 100), 4, `${what}: ${JSON.stringify(clean)}`);
-      assert.equal(Math.floor((infected.final?.code ?? 0) / 100), 4, `${what}: ${JSON.stringify(infected)}`);
-      // A failure is answered without waiting for the 3 s scan deadline; a stalled scan ends at it (with slack
-      // for a host that takes cores now and then).
-      for (const ms of times) assert.ok(what === 'stall' ? ms < 4500 : ms < 3000, `${what}: ${ms} ms for one message (scan deadline 3 s)`);
+      for (const subject of [`fake-${what}-clean`, `fake-${what}-eicar`]) {
+        const from = gateway.logs.length;
+        const t0 = Date.now();
+        const result = await smtpSend(subject.endsWith('eicar') ? eicarMessage(subject) : message(subject));
+        const smtpMs = Date.now() - t0;
+        // Our own tempfail, not Postfix's after its milter timeout (15 s here), and the client is not kept near that.
+        assert.match(result.final?.raw ?? '', /^451 4\.7\.1 Message could not be checked/, `${what}: ${JSON.stringify(result)}`);
+        assert.ok(smtpMs < 10_000, `${what}: ${smtpMs} ms at the SMTP client`);
+        // The deadline as the gateway kept it, from end of data to its verdict (a host slow to schedule Postfix or
+        // this test adds to the SMTP time, not to this): a failure is answered without waiting for the 3 s scan
+        // deadline; a stalled scan ends at it.
+        const line = await gateway.waitForLog((l) => l.msg === 'message', 5000, from);
+        const eomMs = Number(line['eomMs']);
+        console.log(`# fake clamd ${what}: ${eomMs} ms from end of data to the verdict, ${smtpMs} ms at the SMTP client`);
+        if (what === 'stall') assert.ok(eomMs >= 2900 && eomMs < 3500, `${what}: ${JSON.stringify(line)}`);
+        else assert.ok(eomMs < 2000, `${what}: ${JSON.stringify(line)}`);
+      }
       await assertNotDelivered(`fake-${what}-clean`, `fake-${what}-eicar`);
     }
     assert.ok((await metric('pmt_clamd_scans_total', '{result="timeout"}')) >= 2);
@@ -361,9 +379,9 @@ test('MTA disconnecting mid-body: the scan and its clamd connection are released
   for (let i = 0; i < 5; i++) {
     const c = await sessionInMessage(`disconnect-${i}`);
     await c.body(INFECTED_BODY.subarray(0, 150_000));
-    await waitFor('the INSTREAM connection', () => fds() >= b.fds + 2);
+    await waitFor('the INSTREAM connection', () => clamd.unixConnections() === 1);
     await c.close(); // no EOM, no ABORT: the MTA just goes away
-    await waitFor(`descriptors back to ${b.fds} after disconnect ${i}`, () => fds() <= b.fds);
+    await waitFor(`no clamd connection left after disconnect ${i}`, () => clamd.unixConnections() === 0);
   }
   assert.equal(await metric('pmt_clamd_scans_total', '{result="clean"}'), scans0, 'no aborted scan counted as clean');
   assert.equal(await metric('pmt_sessions_active'), 0);
@@ -373,20 +391,23 @@ test('MTA disconnecting mid-body: the scan and its clamd connection are released
 test('ABORT mid-body: the scan is released and the next message on the same connection is scanned normally', async () => {
   const b = await baseline();
   const c = await sessionInMessage('aborted');
-  await c.body(INFECTED_BODY.subarray(0, 150_000));
-  await waitFor('the INSTREAM connection', () => fds() >= b.fds + 2);
-  await c.send({ type: 'abort' });
-  await waitFor('the clamd connection closed; only the milter connection left', () => fds() === b.fds + 1);
-  // A second message, infected, on the same session: refused with the signature, not confused with the first.
-  await c.send({ type: 'mail', sender: '<sender@example.org>', esmtpArgs: [] }, [['i', 'DEF456']]);
-  await c.send({ type: 'rcpt', recipient: '<alice@example.test>', esmtpArgs: [] });
-  await c.send({ type: 'header', name: 'Subject', value: ' second' });
-  await c.send({ type: 'eoh' });
-  await c.body(INFECTED_BODY);
-  const eom = await c.send({ type: 'eom', chunk: Buffer.alloc(0) });
-  assert.equal(eom?.final.type, 'replycode');
-  assert.match(eom?.final.type === 'replycode' ? eom.final.text : '', /^554 5\.7\.0 .*Eicar-Test-Signature/);
-  await c.quit();
+  try {
+    await c.body(INFECTED_BODY.subarray(0, 150_000));
+    await waitFor('the INSTREAM connection', () => clamd.unixConnections() === 1);
+    await c.send({ type: 'abort' });
+    await waitFor('the clamd connection closed', () => clamd.unixConnections() === 0);
+    // A second message, infected, on the same session: refused with the signature, not confused with the first.
+    await c.send({ type: 'mail', sender: '<sender@example.org>', esmtpArgs: [] }, [['i', 'DEF456']]);
+    await c.send({ type: 'rcpt', recipient: '<alice@example.test>', esmtpArgs: [] });
+    await c.send({ type: 'header', name: 'Subject', value: ' second' });
+    await c.send({ type: 'eoh' });
+    await c.body(INFECTED_BODY);
+    const eom = await c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+    assert.equal(eom?.final.type, 'replycode');
+    assert.match(eom?.final.type === 'replycode' ? eom.final.text : '', /^554 5\.7\.0 .*Eicar-Test-Signature/);
+  } finally {
+    await c.quit().catch(() => c.close());
+  }
   await backToBaseline(b, 20);
 });
 

@@ -110,6 +110,19 @@ export class ClamdInstance {
     return this.#process?.pid;
   }
 
+  /**
+   * Connections open now on clamd's UNIX socket, counted from the kernel's table (accepted sockets carry the
+   * listener's path; state 03 is connected), so whoever holds them and whatever else they hold does not matter.
+   */
+  unixConnections(): number {
+    return readFileSync('/proc/net/unix', 'utf8')
+      .split('\n')
+      .filter((line) => {
+        const f = line.trim().split(/\s+/);
+        return f[5] === '03' && f[7] === this.socketPath;
+      }).length;
+  }
+
   /** Resident memory of the clamd process in KiB (from /proc). */
   rssKiB(): number {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
