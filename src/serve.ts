@@ -106,18 +106,20 @@ export async function serve(options: ServeOptions): Promise<void> {
     ...(afterTcpRead ? { afterTcpRead } : {}),
     ...(dup ? { duplicateDescriptor: dup, acceptsPerTurn: ACCEPTS_PER_TURN } : {}),
   });
-  const address = await server.listen(m.listen);
-  metrics.milterListening(true);
-  log.info({ listen: address, version }, 'milter listening');
-
-  // From here on, a signal's default action (exit at once) would cut sessions without a reply and lose buffered
-  // log lines: the handlers are installed now and stay until the process exits.
+  // Once the listener is bound, a signal's default action (exit at once) would cut sessions without a reply and
+  // lose buffered log lines. The kernel accepts connections as soon as it binds, before our code runs again, so
+  // the handlers go in first; a stop asked for while binding is carried out once bound.
   let http: MetricsServer | undefined;
-  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  let phase: 'binding' | 'starting' | 'running' | 'stopping' = 'binding';
+  let stopWhenBound: string | undefined;
   let reloadWhenStarted = false;
   let markStopped: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (markStopped = resolve));
   const stop = (signal: string): void => {
+    if (phase === 'binding') {
+      stopWhenBound ??= signal;
+      return;
+    }
     if (phase === 'stopping') {
       // A second SIGTERM/SIGINT: stop now, the safe way (replies owed are tempfail), with the log flushed as usual.
       log.warn({ signal }, 'already stopping: the rest of milter.shutdownGrace is skipped, messages still in flight are tempfailed');
@@ -151,11 +153,18 @@ export async function serve(options: ServeOptions): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     if (phase === 'stopping') log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
-    else if (phase === 'starting') {
+    else if (phase === 'binding' || phase === 'starting') {
       reloadWhenStarted = true;
       log.info({ signal: 'SIGHUP' }, 'SIGHUP during start-up: the config file is re-read once started');
     } else void reload();
   });
+
+  const address = await server.listen(m.listen);
+  metrics.milterListening(true);
+  log.info({ listen: address, version }, 'milter listening');
+
+  phase = 'starting';
+  if (stopWhenBound !== undefined) stop(stopWhenBound);
 
   if (config.metrics.enabled && phase === 'starting') {
     http = new MetricsServer({ metrics, health: () => metrics.health(), offenders, onError: (err) => log.warn({ err }, 'metrics listener error') });
