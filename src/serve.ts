@@ -138,7 +138,7 @@ export async function serve(options: ServeOptions): Promise<void> {
         if (tempfailed + cut > 0) {
           log.warn(
             { tempfailed, cut },
-            'milter.shutdownGrace reached: sessions waiting for a verdict were answered tempfail; sessions between two commands of a message were closed (the MTA applies its milter default action)',
+            'milter.shutdownGrace reached: messages in flight were answered tempfail (at their next command when between two); sessions silent 2 s more were closed (the MTA applies its milter default action)',
           );
         }
         await http?.close();

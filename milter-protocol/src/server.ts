@@ -81,9 +81,12 @@ interface Connection {
 
 /** Sessions still in a message when a graceful close reached its deadline. */
 export interface CloseOutcome {
-  /** Waiting for our reply (end of message, or another stage): answered tempfail, then closed. */
+  /**
+   * Answered tempfail, then closed: those waiting for our reply (end of message, or another stage), and those
+   * between two commands of their message whose next command came within LAST_COMMAND_MS.
+   */
   readonly tempfailed: number;
-  /** Between two commands of a message: closed; the MTA applies its milter default action. */
+  /** Between two commands of a message and silent past LAST_COMMAND_MS: closed; the MTA applies its milter default action. */
   readonly cut: number;
 }
 
@@ -93,6 +96,9 @@ function inFlight(c: Connection): boolean {
 
 // How long a closing server waits for its last replies to be flushed before it drops the connections.
 const FLUSH_MS = 1000;
+// At the deadline, how long a session between two commands of its message may take to send its next one (to be
+// answered tempfail). An MTA streaming a message sends it within moments; one waiting on a slow client may not.
+const LAST_COMMAND_MS = 2000;
 
 // Packets a session may have waiting (possible only with no-reply steps) before reading pauses, by count and
 // by bytes: with body replies waived an MTA sends 64 KB body packets back to back, and 256 of them held per
@@ -262,11 +268,14 @@ export class MilterServer<S> {
       if (this.sessionsInFlight === 0 || Date.now() >= this.deadline) break;
       await new Promise((r) => setTimeout(r, 25));
     }
+    const atDeadline = [...this.connections].filter(inFlight);
+    for (const c of atDeadline) c.session.refuseAtNextReply();
+    const lastCommandBy = Date.now() + LAST_COMMAND_MS;
+    while (atDeadline.some((c) => !c.session.isEnded) && Date.now() < lastCommandBy) await new Promise((r) => setTimeout(r, 10));
     const outcome = { tempfailed: 0, cut: 0 };
-    for (const c of this.connections) {
-      if (!inFlight(c)) continue;
-      if (c.session.abandon() !== undefined) outcome.tempfailed++;
-      else outcome.cut++;
+    for (const c of atDeadline) {
+      if (c.session.tempfailedAt !== undefined) outcome.tempfailed++;
+      else if (!c.session.isEnded) outcome.cut++;
     }
     // Abandoned sessions close once their last reply is flushed; a peer that does not read cannot hold us.
     const flushBy = Date.now() + FLUSH_MS;

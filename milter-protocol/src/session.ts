@@ -190,6 +190,10 @@ export class MilterSession<S> implements SessionContext<S> {
   private progressTimer: NodeJS.Timeout | undefined;
   /** The command whose reply the MTA is waiting for and has not had yet. */
   private owed: CommandType | undefined;
+  /** Set by refuseAtNextReply(): the next command the MTA waits a reply for is answered tempfail, then the session ends. */
+  private refusing = false;
+  /** The command answered tempfail when the session was abandoned, if any. */
+  private abandonedAt: CommandType | undefined;
 
   private readonly filter: MilterFilter<S>;
   private readonly transport: SessionTransport;
@@ -278,11 +282,44 @@ export class MilterSession<S> implements SessionContext<S> {
     if (this.ended) return undefined;
     const owed = this.owed;
     if (owed !== undefined) this.send(owed, encodeResponse({ type: 'tempfail' }), 'tempfail');
+    this.abandonedAt = owed;
     this.stopProgress();
     this.ended = true;
     this.transport.end();
     if (!this.busy) void this.cleanup();
     return owed;
+  }
+
+  /** True once the session is over (closed, failed or abandoned), whatever the connection still does. */
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** True while the MTA waits for our reply to a command. */
+  get owesReply(): boolean {
+    return this.owed !== undefined;
+  }
+
+  /** The command answered tempfail when the session was abandoned (now or at a later command), if any. */
+  get tempfailedAt(): CommandType | undefined {
+    return this.abandonedAt;
+  }
+
+  /**
+   * Abandons the session at the next command the MTA waits for a reply to (at once if it waits now): that one is
+   * answered tempfail, the commands before it are not handled, and ABORT or QUIT end it without a reply. For a
+   * stop that reaches a session between two commands of its message: cut there, the message would get the MTA's
+   * default action for a dead milter, which is accept in Sendmail without F=T.
+   */
+  refuseAtNextReply(): void {
+    if (this.ended) return;
+    if (this.owed !== undefined) {
+      this.abandon();
+      return;
+    }
+    this.refusing = true;
+    this.stopProgress();
+    if (!this.busy) this.pump();
   }
 
   /** Ends the session with a protocol error: reported, then the connection is closed. */
@@ -305,6 +342,10 @@ export class MilterSession<S> implements SessionContext<S> {
       try {
         const cmd = decodeCommand(frame);
         if (this.awaitsReply(frame)) this.owed = cmd.type;
+        if (this.refusing) {
+          if (this.owed !== undefined || cmd.type === 'abort' || cmd.type === 'quit' || cmd.type === 'quit-nc') this.abandon();
+          continue;
+        }
         pending = this.handle(cmd);
       } catch (e) {
         this.fail(e);

@@ -359,13 +359,56 @@ test('graceful close at the deadline: an end of message still waiting is answere
   await c.waitForClose();
 });
 
-test('graceful close at the deadline: a session between two commands of a message is cut, nothing is sent', async () => {
-  const { server, address } = await start<undefined>({ envfrom: () => undefined });
+test('graceful close at the deadline: a session between two commands of its message gets tempfail at its next command, which is not handled', async () => {
+  const rcpts: string[] = [];
+  const { server, address } = await start<undefined>({ envfrom: () => undefined, envrcpt: (_s, r) => void rcpts.push(r) });
   const c = await MilterClient.connect(address);
   await c.negotiate();
   await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
-  assert.deepEqual(await server.close(100), { tempfailed: 0, cut: 1 });
+  const closed = server.close(100);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(c.closed, false, 'kept open past the deadline for its next command');
+  const rcpt = await c.send({ type: 'rcpt', recipient: '<a@example.test>', esmtpArgs: [] });
+  assert.equal(rcpt?.final.type, 'tempfail');
+  assert.deepEqual(rcpts, [], 'the command answered tempfail is not handed to the filter');
+  assert.deepEqual(await closed, { tempfailed: 1, cut: 0 });
   await c.waitForClose();
+});
+
+test('graceful close at the deadline, body replies waived: body packets after it are dropped unread by the filter, end of message gets tempfail', async () => {
+  const chunks: number[] = [];
+  const { server, address } = await start<undefined>({ noReply: ['body'], envfrom: () => undefined, body: (_s, chunk) => void chunks.push(chunk.length) });
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  await c.send({ type: 'body', chunk: Buffer.alloc(10, 'a') });
+  await waitUntil('the first body packet to reach the filter', () => chunks.length === 1);
+  const closed = server.close(50);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await c.send({ type: 'body', chunk: Buffer.alloc(20, 'b') }), undefined, 'no reply to a waived body packet');
+  const eom = await c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  assert.equal(eom?.final.type, 'tempfail');
+  assert.deepEqual(chunks, [10]);
+  assert.deepEqual(await closed, { tempfailed: 1, cut: 0 });
+  await c.waitForClose();
+});
+
+test('graceful close at the deadline: an ABORT instead ends the session without a reply; a silent session is cut after 2 s', async () => {
+  const { server, address } = await start<undefined>({ envfrom: () => undefined });
+  const aborting = await MilterClient.connect(address);
+  await aborting.negotiate();
+  await aborting.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const silent = await MilterClient.connect(address);
+  await silent.negotiate();
+  await silent.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const t0 = Date.now();
+  const closed = server.close(50);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await aborting.send({ type: 'abort' }), undefined);
+  await aborting.waitForClose();
+  assert.deepEqual(await closed, { tempfailed: 0, cut: 1 });
+  assert.ok(Date.now() - t0 >= 2000, `cut after ${Date.now() - t0} ms`);
+  await silent.waitForClose();
 });
 
 test('setProgressInterval: sessions opened after it send progress at the new interval, open ones keep theirs', async (t) => {

@@ -2,7 +2,8 @@
 // - a message still waiting for its verdict when milter.shutdownGrace ends is answered tempfail, never left
 //   without a reply (an MTA that takes a vanished milter as "accept" would pass it unscanned);
 // - SIGHUP while stopping is ignored, and the message in flight still gets its verdict;
-// - a second SIGTERM ends the grace at once: tempfail for the message in flight, the log flushed, exit 0.
+// - a second SIGTERM ends the grace at once: tempfail for the message in flight, the log flushed, exit 0;
+// - a message whose MTA is between two commands when the grace ends (mid-body) gets tempfail at its next one.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,6 +77,32 @@ test('at the end of milter.shutdownGrace a message still waiting for its verdict
   assert.equal(gateway.exitCode, 0);
   const grace = gateway.logs.find((l) => l.msg.startsWith('milter.shutdownGrace reached'));
   assert.deepEqual([grace?.['tempfailed'], grace?.['cut']], [1, 0]);
+});
+
+test('at the end of milter.shutdownGrace a message between two commands (mid-body) gets tempfail at its end, and its scan is dropped', { timeout: 60_000 }, async () => {
+  const { gateway, fake } = await gatewayWithSlowClamd(10, '1s');
+  const c = await MilterClient.connect(gateway.milterAddress, { replyTimeoutMs: 15_000 });
+  try {
+    await c.negotiate();
+    await c.send({ type: 'connect', hostname: 'client.example', family: '4', port: 25, address: '192.0.2.9' });
+    await c.send({ type: 'mail', sender: '<a@example.org>', esmtpArgs: [] }, [['i', 'QMID']]);
+    await c.send({ type: 'rcpt', recipient: '<alice@example.test>', esmtpArgs: [] });
+    await c.send({ type: 'eoh' });
+    await c.body(Buffer.from('first half\r\n'));
+    gateway.child?.kill('SIGTERM');
+    await gateway.waitForLog((l) => l.msg.startsWith('stopping'));
+    await sleep(1300); // past the 1 s grace: the SMTP client is slow to send the rest
+    await c.body(Buffer.from('second half\r\n'));
+    const eom = await c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+    assert.equal(eom?.final.type, 'tempfail');
+  } finally {
+    await c.close().catch(() => undefined);
+  }
+  await gateway.waitForExit();
+  assert.equal(gateway.exitCode, 0);
+  const grace = gateway.logs.find((l) => l.msg.startsWith('milter.shutdownGrace reached'));
+  assert.deepEqual([grace?.['tempfailed'], grace?.['cut']], [1, 0]);
+  assert.equal(fake.scans.filter((s) => s.ended).length, 0, 'the message never reached its end at clamd');
 });
 
 test('SIGHUP while stopping is logged and ignored; the message in flight still gets its verdict', { timeout: 60_000 }, async () => {
