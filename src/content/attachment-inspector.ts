@@ -63,6 +63,7 @@ function collect(reports: readonly Report[], into: { findings: Finding[]; parts:
 interface EncodedBlock {
   readonly name: string;
   readonly kind: EncodedBlockKind;
+  readonly claimed: ClaimedFormat;
   readonly collector: ContentCollector;
 }
 
@@ -189,8 +190,9 @@ class MessageWalker {
     const uuBlocks: EncodedBlock[] = [];
     const uu = shownAs.startsWith('text/')
       ? new UuencodeScanner((name, kind): DecodedSink => {
-          const c = new ContentCollector(shared.config.archives.maxBytes, claimedFormat('', [name]) !== undefined);
-          uuBlocks.push({ name, kind, collector: c });
+          const claimedByName = claimedFormat('', [name]);
+          const c = new ContentCollector(shared.config.archives.maxBytes, claimedByName !== undefined);
+          uuBlocks.push({ name, kind, claimed: claimedByName, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
       : undefined;
@@ -232,7 +234,7 @@ class MessageWalker {
       report.findings.push(...checkName(block.name, shared.names, uuPath, false));
       const uuType = detectType(block.collector.head(), block.collector.tail());
       report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
-      const uuMembers = await this.inspectContainer(report.findings, block.collector, uuType, claimedFormat('', [block.name]), [block.name], uuPath, 1);
+      const uuMembers = await this.inspectContainer(report.findings, block.collector, uuType, block.claimed, [block.name], uuPath, 1);
       block.collector.release();
       report.parts.push({ path: uuPath, contentType: block.kind === 'yenc' ? 'application/x-yencode' : 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }

@@ -2,12 +2,16 @@
 // their names go through the attachment name rules (not the archive-member ones), their content through magic
 // detection, and an archive among them is listed like any attached archive. TNEF's own limits are the archive
 // ones: attachments per stream, expanded bytes per message, and what cannot be read.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { type ArchiveContext, type ContainerReport, unlistable } from './archive-context.js';
 import { checkContent } from './content-rules.js';
 import type { Finding } from './finding.js';
 import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, type RealType, detectType } from './magic.js';
 import { checkName } from './name-rules.js';
 import { readTnef } from './tnef-reader.js';
+
+// Judging thousands of files in one go would hold the event loop (and every other connection) for too long.
+const YIELD_EVERY_ATTACHMENTS = 32;
 
 /**
  * Lists the archive (or TNEF) `content` is, as for an attached file named `names` sitting at `path`: its
@@ -27,6 +31,7 @@ export async function inspectTnef(buf: Buffer, name: string, path: string, ctx: 
   if (listing.tooMany) findings.push({ kind: 'archive-limit', rule: 'archive-members', name, path });
   for (const [i, attachment] of listing.attachments.entries()) {
     if (ctx.cancelled()) break;
+    if (i % YIELD_EVERY_ATTACHMENTS === YIELD_EVERY_ATTACHMENTS - 1) await yieldToEventLoop();
     members++;
     // An embedded message's display name is its subject (`Order at shop.com`), a name no file gets.
     const names = attachment.displayName === undefined || attachment.embeddedMessage ? attachment.fileNames : [...attachment.fileNames, attachment.displayName];
