@@ -18,10 +18,14 @@ export interface ArchiveContext {
   readonly lister: ArchiveLister;
 }
 
-export interface ArchiveReport {
+/** What listing one container (an archive, or TNEF's attachments) found. */
+export interface ContainerReport {
   readonly findings: Finding[];
   /** Members listed, nested ones included. */
   readonly members: number;
+}
+
+export interface ArchiveReport extends ContainerReport {
   /** Every member name seen, nested ones included (so the local-header sweep of an outer zip skips them). */
   readonly listed: ReadonlySet<string>;
 }

@@ -1,18 +1,19 @@
 // Inspects a message's attachments while it streams in: every leaf MIME part (attached messages and
 // uuencoded and yEnc blocks in text included) gets its names checked, its real type detected from its first
-// bytes, and, when it is a zip, its members listed. One inspector per message.
+// bytes, and, when it is an archive, its members listed; the files inside TNEF (winmail.dat) are judged as the
+// attachments Outlook shows them as. One inspector per message.
 //
 //   const inspector = new AttachmentInspector(config.attachments);
 //   inspector.push(chunk) …                   // raw message: header lines, blank line, body, in order
 //   const { findings, parts, error } = await inspector.finish();
 //
 // Memory: bytes pushed but not yet parsed wait in the parser's queue (each byte is held once); per part
-// only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is a zip, up to
+// only the first 40 KiB and last 512 bytes are kept, plus the whole part when it is an archive or TNEF, up to
 // `archives.maxBytes` (beyond it: an `archive-limit` finding when `archives.unlistable` is 'reject').
 import type { AttachmentsConfig } from './attachment-config.js';
 import { type ArchiveContext, unlistable } from './archive-context.js';
 import { inspectZip, zipStartOffset } from './archive-inspector.js';
-import { ContentCollector } from './content-collector.js';
+import { ContentCollector, type HeldContent } from './content-collector.js';
 import { type ContentRules, checkContent, compileContentRules } from './content-rules.js';
 import type { Finding, InspectionResult, PartSummary } from './finding.js';
 import { lastExtension, normaliseFileName } from './file-name.js';
@@ -23,6 +24,7 @@ import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
 import { type ArchiveLister, sharedArchiveLister } from './seven-zip-lister.js';
 import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
+import { inspectTnef } from './tnef-inspector.js';
 import { type DecodedSink, type EncodedBlockKind, UuencodeScanner } from './uuencode.js';
 
 interface Shared {
@@ -61,18 +63,32 @@ function collect(reports: readonly Report[], into: { findings: Finding[]; parts:
 interface EncodedBlock {
   readonly name: string;
   readonly kind: EncodedBlockKind;
+  readonly claimed: ClaimedFormat;
   readonly collector: ContentCollector;
 }
 
 const IGNORED: LeafSink = { write: () => undefined, end: () => undefined };
 
-// Declared types that say "zip": such a part is kept whole (within the archive limit) even when it does not
-// start like one.
+// Declared types that say "zip" or "TNEF": such a part is kept whole (within the archive limit) even when it
+// does not start like one.
 const ZIP_DECLARED_TYPES: ReadonlySet<string> = new Set(['application/zip', 'application/x-zip', 'application/x-zip-compressed', 'application/zip-compressed', 'multipart/x-zip']);
+const TNEF_DECLARED_TYPES: ReadonlySet<string> = new Set(['application/ms-tnef', 'application/vnd.ms-tnef']);
 // Types whose body is a whole message, walked as one: Thunderbird shows message/news exactly as message/rfc822.
 const ATTACHED_MESSAGE_TYPES: ReadonlySet<string> = new Set(['message/rfc822', 'message/global', 'message/news']);
 
-const isZipName = (raw: string): boolean => lastExtension(normaliseFileName(raw).name) === 'zip';
+/** The container a part's declared type or names promise: the reader's tools open it as one, whatever it holds. */
+type ClaimedFormat = 'zip' | 'tnef' | undefined;
+
+function claimedFormat(declared: string, names: readonly string[]): ClaimedFormat {
+  if (TNEF_DECLARED_TYPES.has(declared)) return 'tnef';
+  let zip = ZIP_DECLARED_TYPES.has(declared);
+  for (const raw of names) {
+    const name = normaliseFileName(raw).name;
+    if (name === 'winmail.dat') return 'tnef';
+    zip ||= lastExtension(name) === 'zip';
+  }
+  return zip ? 'zip' : undefined;
+}
 
 /** Walks one message (the top one, or an attached one: message/rfc822 and its kin) with its own splitter. */
 class MessageWalker {
@@ -169,13 +185,14 @@ class MessageWalker {
     // A bare `text`, with no subtype, is read by Thunderbird as no type at all: a text/plain body.
     const shownAs = declared === 'text' ? 'text/plain' : declared;
     const isBodyText = names.length === 0 && (shownAs === 'text/plain' || shownAs === 'text/html') && part.disposition !== 'attachment';
-    const zipByName = ZIP_DECLARED_TYPES.has(declared) || names.some(isZipName);
-    const collector = new ContentCollector(shared.config.archives.maxBytes, zipByName);
+    const claimed = claimedFormat(declared, names);
+    const collector = new ContentCollector(shared.config.archives.maxBytes, claimed !== undefined);
     const uuBlocks: EncodedBlock[] = [];
     const uu = shownAs.startsWith('text/')
       ? new UuencodeScanner((name, kind): DecodedSink => {
-          const c = new ContentCollector(shared.config.archives.maxBytes, isZipName(name));
-          uuBlocks.push({ name, kind, collector: c });
+          const claimedByName = claimedFormat('', [name]);
+          const c = new ContentCollector(shared.config.archives.maxBytes, claimedByName !== undefined);
+          uuBlocks.push({ name, kind, claimed: claimedByName, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
       : undefined;
@@ -188,7 +205,7 @@ class MessageWalker {
       end: () =>
         this.guarded(() => {
           uu?.end();
-          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, zipByName, collector, uuBlocks));
+          this.track(() => this.finishLeaf(report, path, declared, names, isBodyText, claimed, collector, uuBlocks));
         }),
     };
   }
@@ -199,7 +216,7 @@ class MessageWalker {
     declared: string,
     names: readonly string[],
     isBodyText: boolean,
-    zipByName: boolean,
+    claimed: ClaimedFormat,
     collector: ContentCollector,
     uuBlocks: readonly EncodedBlock[],
   ): Promise<void> {
@@ -208,7 +225,7 @@ class MessageWalker {
     // An unnamed text body is shown as text, so only content no text can be (executables, disk images) and HTML
     // that hands the browser a file is judged there: a `#!` first line or an ordinary script is ordinary mail.
     if (!isBodyText || BODY_DANGEROUS_TYPES.has(detected)) report.findings.push(...checkContent(detected, names, declared, shared.content, path));
-    const members = await this.inspectArchive(report, collector, detected, zipByName, names[0] ?? 'archive', path);
+    const members = await this.inspectContainer(report.findings, collector, detected, claimed, names, path, 1);
     collector.release();
     report.parts.push({ path, contentType: declared, names: [...names], size: collector.size, detectedType: detected, ...(members !== undefined ? { archiveMembers: members } : {}) });
 
@@ -217,40 +234,63 @@ class MessageWalker {
       report.findings.push(...checkName(block.name, shared.names, uuPath, false));
       const uuType = detectType(block.collector.head(), block.collector.tail());
       report.findings.push(...checkContent(uuType, [block.name], '', shared.content, uuPath));
-      const uuMembers = await this.inspectArchive(report, block.collector, uuType, isZipName(block.name), block.name, uuPath);
+      const uuMembers = await this.inspectContainer(report.findings, block.collector, uuType, block.claimed, [block.name], uuPath, 1);
       block.collector.release();
       report.parts.push({ path: uuPath, contentType: block.kind === 'yenc' ? 'application/x-yencode' : 'application/x-uuencode', names: [block.name], size: block.collector.size, detectedType: uuType, ...(uuMembers !== undefined ? { archiveMembers: uuMembers } : {}) });
     }
   }
 
   /**
-   * Lists an archive part: a zip, a zip at the end of a part named or declared a zip (unzip and 7-Zip open a
-   * zip behind other bytes, as in a self-extractor), or a format 7-Zip lists. Returns the member count, or
-   * undefined when there is no archive to list. `zipByName`: the part is named or declared a zip.
+   * Lists a container: a zip, a zip at the end of content named or declared a zip (unzip and 7-Zip open a zip
+   * behind other bytes, as in a self-extractor), a format 7-Zip lists, or TNEF, whose files are judged and
+   * listed here in turn. Findings go to `findings`; returns the member count, or undefined when there is
+   * nothing to list. `claimed`: the format the content's names or declared type promise. `depth`: 1 for a
+   * part, one more for each TNEF around the content.
    */
-  private async inspectArchive(report: Report, collector: ContentCollector, detected: RealType, zipByName: boolean, name: string, path: string): Promise<number | undefined> {
-    const whole = collector.wholeArchive();
+  private async inspectContainer(
+    findings: Finding[],
+    held: HeldContent,
+    detected: RealType,
+    claimed: ClaimedFormat,
+    names: readonly string[],
+    path: string,
+    depth: number,
+  ): Promise<number | undefined> {
+    const whole = held.wholeArchive();
     const shared = this.shared;
-    if (detected !== 'zip' && !isListedBySevenZip(detected)) {
-      const start = whole ? zipStartOffset(whole) : undefined;
+    const name = names[0] ?? 'archive';
+    if (detected !== 'zip' && detected !== 'tnef' && !isListedBySevenZip(detected)) {
+      // A TNEF reader finds no attachments behind other bytes: only a claimed zip is looked for there.
+      const start = whole !== undefined && claimed !== 'tnef' ? zipStartOffset(whole) : undefined;
       if (whole === undefined || start === undefined) {
-        // A part named or declared a zip with no zip in it (or one we could not hold) is opened as a zip by
-        // the reader's tools all the same, with whatever they make of it: what they would show was never
-        // listed. An empty part holds nothing.
-        if (zipByName && collector.size > 0) report.findings.push(...unlistable(shared.archive, collector.tooLarge ? 'archive-too-large' : 'archive-unreadable', name, path));
+        // A part named or declared a zip or TNEF with no such thing in it (or one we could not hold) is opened
+        // as one by the reader's tools all the same, with whatever they make of it: what they would show was
+        // never listed. An empty part holds nothing.
+        if (claimed !== undefined && held.size > 0) findings.push(...unlistable(shared.archive, held.tooLarge ? 'archive-too-large' : 'archive-unreadable', name, path));
         return undefined;
       }
       const listing = await inspectZip(whole.subarray(start), name, `${path} > ${name}`, 1, shared.archive);
-      report.findings.push(...listing.findings);
+      findings.push(...listing.findings);
       return listing.members;
     }
     if (!whole) {
-      if (collector.tooLarge && shared.config.archives.unlistable === 'reject') report.findings.push({ kind: 'archive-limit', rule: 'archive-too-large', name, path });
+      if (held.tooLarge && shared.config.archives.unlistable === 'reject') findings.push({ kind: 'archive-limit', rule: 'archive-too-large', name, path });
       return undefined;
+    }
+    if (detected === 'tnef') {
+      if (depth > shared.config.archives.maxDepth) {
+        findings.push({ kind: 'archive-limit', rule: 'archive-depth', name, path });
+        return undefined;
+      }
+      const listing = await inspectTnef(whole, name, `${path} > ${name}`, shared.archive, (content, type, innerNames, innerPath, into) =>
+        this.inspectContainer(into, { size: content.length, tooLarge: false, wholeArchive: () => content }, type, claimedFormat('', innerNames), innerNames, innerPath, depth + 1),
+      );
+      findings.push(...listing.findings);
+      return listing.members;
     }
     const listing =
       detected === 'zip' ? await inspectZip(whole, name, `${path} > ${name}`, 1, shared.archive) : await inspectWithSevenZip(whole, name, `${path} > ${name}`, shared.archive);
-    report.findings.push(...listing.findings);
+    findings.push(...listing.findings);
     return listing.members;
   }
 

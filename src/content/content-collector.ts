@@ -1,18 +1,28 @@
 // Keeps what inspection needs of a part's decoded content, and no more: the first bytes and last bytes
-// (magic detection), and the whole content only when it starts like an archive we list or is named or declared
-// a zip (a zip may sit behind other bytes), up to the archive size limit.
-import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, archiveType } from './magic.js';
+// (magic detection), and the whole content only when it starts like an archive we list or like TNEF, or is
+// named or declared a zip or TNEF (a zip may sit behind other bytes), up to the archive size limit.
+import { MAGIC_HEAD_BYTES, MAGIC_TAIL_BYTES, archiveType, startsLikeTnef } from './magic.js';
 import { isListedBySevenZip } from './seven-zip-inspector.js';
 
 // Enough to recognise every listed format (tar's mark is at byte 257).
 const ARCHIVE_MAGIC_BYTES = 512;
 
-function startsLikeListedArchive(head: Buffer): boolean {
+function startsLikeListedContainer(head: Buffer): boolean {
   const type = archiveType(head);
-  return type !== undefined && (type === 'zip' || isListedBySevenZip(type));
+  return type !== undefined ? type === 'zip' || isListedBySevenZip(type) : startsLikeTnef(head);
 }
 
-export class ContentCollector {
+/** What listing needs of content held in memory: a part's collector, or a file inside TNEF. */
+export interface HeldContent {
+  /** Bytes of content. */
+  readonly size: number;
+  /** An archive larger than the archive limit: not held whole. */
+  readonly tooLarge: boolean;
+  /** The whole content when it is (or may hold) an archive or TNEF within the limit, else undefined. */
+  wholeArchive(): Buffer | undefined;
+}
+
+export class ContentCollector implements HeldContent {
   /** Decoded bytes seen. */
   size = 0;
   /** The content was an archive larger than the archive limit: only its head was kept. */
@@ -23,7 +33,7 @@ export class ContentCollector {
   private tailBuf: Buffer = Buffer.alloc(0);
   private readonly maxArchiveBytes: number;
 
-  /** `keepWhole`: keep the whole content whatever it starts with (the part is named or declared a zip). */
+  /** `keepWhole`: keep the whole content whatever it starts with (the part is named or declared a zip or TNEF). */
   constructor(maxArchiveBytes: number, keepWhole = false) {
     this.maxArchiveBytes = maxArchiveBytes;
     if (keepWhole) this.whole = true;
@@ -59,7 +69,7 @@ export class ContentCollector {
     return this.tailBuf;
   }
 
-  /** The whole content when it is (or may hold) an archive within the limit, else undefined. */
+  /** The whole content when it is (or may hold) an archive or TNEF within the limit, else undefined. */
   wholeArchive(): Buffer | undefined {
     if (this.whole === undefined) this.decide();
     if (this.whole !== true || this.tooLarge) return undefined;
@@ -72,7 +82,7 @@ export class ContentCollector {
   }
 
   private decide(): void {
-    this.whole = startsLikeListedArchive(this.head().subarray(0, ARCHIVE_MAGIC_BYTES));
+    this.whole = startsLikeListedContainer(this.head().subarray(0, ARCHIVE_MAGIC_BYTES));
     if (!this.whole) this.trimToHead();
   }
 

@@ -53,6 +53,7 @@ export type RealType =
   | 'html'
   | 'svg'
   | 'calendar'
+  | 'tnef' // Outlook's winmail.dat: holds attachments of its own (tnef-reader.ts), not dangerous by itself
   | 'text'
   | 'unknown';
 
@@ -140,6 +141,14 @@ function classifyMarkup(lower: string): RealType | undefined {
   return 'html';
 }
 
+// TNEF's signature is the 32-bit little-endian 0x223E9F78.
+const TNEF_SIGNATURE: readonly number[] = [0x78, 0x9f, 0x3e, 0x22];
+
+/** Whether `head` starts with TNEF's signature (winmail.dat, application/ms-tnef). */
+export function startsLikeTnef(head: Uint8Array): boolean {
+  return at(head, 0, TNEF_SIGNATURE);
+}
+
 /** The archive format `head` starts with, from signatures in its first 512 bytes; undefined for none. */
 export function archiveType(head: Uint8Array): ArchiveType | undefined {
   if (at(head, 0, [0x50, 0x4b, 0x03, 0x04]) || at(head, 0, [0x50, 0x4b, 0x05, 0x06]) || at(head, 0, [0x50, 0x4b, 0x07, 0x08])) return 'zip';
@@ -189,6 +198,7 @@ export function detectType(head: Uint8Array, tail?: Uint8Array): RealType {
 
   const archive = archiveType(head);
   if (archive !== undefined) return archive;
+  if (startsLikeTnef(head)) return 'tnef';
 
   if (at(head, 0, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])) return 'ole';
   if (at(head, 0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';

@@ -15,6 +15,7 @@ import { buildMessage } from '../harness/mail-builder.js';
 import { run } from '../harness/run-command.js';
 import { makeRar } from '../unit/content/rar-writer.js';
 import { makeWithSevenZip } from '../unit/content/seven-zip-writer.js';
+import { makeTnef } from '../unit/content/tnef-writer.js';
 import { makeZip } from '../unit/content/zip-writer.js';
 
 const MAX_SCAN = 900 * 1024;
@@ -147,6 +148,22 @@ describe('real clamd behind real Postfix', () => {
     const clean = 'clean 7z';
     const sevenZip = await makeWithSevenZip('7z', [{ name: 'report.pdf', data: '%PDF-1.4\n%%EOF\n' }]);
     const delivered = await send(postfix, withAttachment(clean, 'report.7z', 'application/x-7z-compressed', sevenZip));
+    assert.equal(delivered.result.final?.code, 250, JSON.stringify(delivered.result));
+    accepted.push(clean);
+  });
+
+  test('winmail.dat (TNEF) holding invoice.exe: 554 naming it, nothing delivered; one holding a text file is delivered', async () => {
+    const refused = 'exe in winmail.dat';
+    const tnef = makeTnef([{ title: 'INVOICE.EXE', longName: 'invoice.exe', data: 'MZ harmless stand-in' }]);
+    const { result } = await send(postfix, withAttachment(refused, 'winmail.dat', 'application/ms-tnef', tnef));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    // Both names (8.3 title and long name) are banned; the first in the stream is named.
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: attachment "INVOICE\.EXE" \(banned-extension \.exe\) and 1 more$/);
+    await assertNothingDelivered(postfix, refused);
+
+    const clean = 'text in winmail.dat';
+    const notes = makeTnef([{ title: 'NOTES.TXT', longName: 'notes.txt', data: 'Meeting moved to ten.\r\n' }]);
+    const delivered = await send(postfix, withAttachment(clean, 'winmail.dat', 'application/ms-tnef', notes));
     assert.equal(delivered.result.final?.code, 250, JSON.stringify(delivered.result));
     accepted.push(clean);
   });

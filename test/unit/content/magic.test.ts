@@ -38,6 +38,7 @@ describe('detectType', () => {
     ['cab', bytes('MSCF\0\0\0\0'), 'cab'],
     ['ace', at(7, '**ACE**'), 'ace'],
     ['tar', at(257, 'ustar'), 'tar'],
+    ['TNEF (winmail.dat)', bytes([0x78, 0x9f, 0x3e, 0x22, 0x01, 0x00]), 'tnef'],
     ['OLE (doc/xls/msi)', bytes([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]), 'ole'],
     ['PDF', SAMPLES.pdf(), 'pdf'],
     ['PDF after junk', Buffer.concat([Buffer.from('garbage line\n'), SAMPLES.pdf()]), 'pdf'],
