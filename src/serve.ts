@@ -197,6 +197,12 @@ export async function serve(options: ServeOptions): Promise<void> {
       log.error({ problems }, 'config reload refused; the running config stays in force');
       return;
     }
+    // A stop that began while the file was read has closed the running services: building new ones now would
+    // start clients (Redis, clamd probes) nothing closes.
+    if (phase === 'stopping') {
+      log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
+      return;
+    }
     for (const key of restartOnlyChanges(config, next)) log.warn({ key }, 'this setting changes only on restart');
     const old = current;
     current = newGeneration(next, old);

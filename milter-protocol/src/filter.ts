@@ -2,6 +2,7 @@
 import type { AddressFamily } from './constants.js';
 import type { NegotiatedOptions } from './negotiate.js';
 import type { SmtpReply } from './reply-code.js';
+import type { CommandType } from './messages.js';
 
 /** What a hook decides. Returning nothing means continue. */
 export type Verdict =
@@ -55,6 +56,11 @@ export interface SessionContext<S> {
   readonly helo: string | undefined;
   /** Messages begun on this connection so far (the current one included). */
   readonly messageCount: number;
+  /**
+   * Set once the server, stopping, answered a command tempfail for the filter (the hook for it may still be
+   * running): a verdict returned now is not sent, and what the MTA got was tempfail.
+   */
+  readonly tempfailedAt: CommandType | undefined;
   /** A macro by name; `i` and `{i}` are the same. */
   macro(name: string): string | undefined;
   /** Every macro in scope now. */

@@ -359,6 +359,30 @@ test('graceful close at the deadline: an end of message still waiting is answere
   await c.waitForClose();
 });
 
+test('graceful close at the deadline: the hook still at work sees that the MTA was answered tempfail (tempfailedAt)', async () => {
+  let finish: () => void = () => undefined;
+  const seen: Array<string | undefined> = [];
+  const filter: MilterFilter<undefined> = {
+    eom: async (session) => {
+      seen.push(session.tempfailedAt);
+      await new Promise<void>((r) => (finish = r));
+      seen.push(session.tempfailedAt);
+      return Verdict.accept;
+    },
+  };
+  const { server, address } = await start(filter);
+  const c = await MilterClient.connect(address);
+  await c.negotiate();
+  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
+  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
+  await waitUntil('the EOM to reach the filter', () => seen.length === 1);
+  await server.close(50);
+  assert.equal((await eom)?.final.type, 'tempfail');
+  finish();
+  await waitUntil('the hook to settle', () => seen.length === 2);
+  assert.deepEqual(seen, [undefined, 'eom']);
+});
+
 test('graceful close at the deadline: a session between two commands of its message gets tempfail at its next command, which is not handled', async () => {
   const rcpts: string[] = [];
   const { server, address } = await start<undefined>({ envfrom: () => undefined, envrcpt: (_s, r) => void rcpts.push(r) });

@@ -12,7 +12,7 @@ export interface TnefAttachment {
   readonly displayName: string | undefined;
   /** attAttachData and PR_ATTACH_DATA_BIN/OBJ (an object without its interface id), each that is present and distinct. */
   readonly contents: readonly Buffer[];
-  /** PR_ATTACH_METHOD 5 or an IMessage object: an embedded message, whose own TNEF is not read. */
+  /** PR_ATTACH_METHOD 5 or an IMessage object: an embedded message, whose own TNEF stream is among `contents`. */
   readonly embeddedMessage: boolean;
 }
 
@@ -185,7 +185,9 @@ function readAttachmentProperties(data: Buffer, into: AttachmentInProgress): voi
     const size = FIXED_SIZES.get(base);
     if (size === undefined) throw new Malformed(`property type 0x${type.toString(16)} cannot be skipped`);
     const values = multiValued ? props.u32('value count') : 1;
-    if (values > props.left / 4) throw new Malformed('value count past the end');
+    // Values take no bytes (PT_NULL) only single: a multi-valued one could count to 2^32 over nothing.
+    const stride = Math.ceil(size / 4) * 4;
+    if (multiValued && (stride === 0 || values * stride > props.left)) throw new Malformed('value count past the end');
     for (let v = 0; v < values; v++) {
       const value = props.padded(size, 'property value');
       if (id === PR_ATTACH_METHOD && base === PT_LONG && value.readUInt32LE(0) === ATTACH_EMBEDDED_MSG) into.embeddedMessage = true;
@@ -206,8 +208,10 @@ function keepVariable(id: number, type: number, value: Buffer, into: AttachmentI
   if (id === PR_ATTACH_DATA && type === PT_BINARY) addContent(into.contents, value);
   else if (id === PR_ATTACH_DATA && type === PT_OBJECT) {
     if (value.length < IID_BYTES) throw new Malformed('object shorter than its interface id');
+    // An embedded message is a TNEF stream of its own after the interface id: handed out as content like a file,
+    // it is read in turn (within the depth limit), since Outlook opens its attachments from it.
     if (value.subarray(0, IID_BYTES).equals(IID_IMESSAGE)) into.embeddedMessage = true;
-    else addContent(into.contents, value.subarray(IID_BYTES));
+    addContent(into.contents, value.subarray(IID_BYTES));
   } else if (type === PT_STRING8 || type === PT_UNICODE) {
     const name = type === PT_UNICODE ? withoutTerminator(value.toString('utf16le')) : string8(value);
     if (id === PR_ATTACH_LONG_FILENAME || id === PR_ATTACH_FILENAME) addName(into.fileNames, name);

@@ -294,7 +294,8 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       const scanSeconds = (verdictAt - m.scanStartedAt) / 1000;
       const checks = contentChecks(inspection, scanResult, stream.oversize, scanner !== undefined);
       const decided = decideContentVerdict(checks, config.actions);
-      const verdict = s.localSubmission ? holdInsteadOfBounce(decided) : decided;
+      // Stopping, the server answered tempfail while we worked: log and count what the MTA got.
+      const verdict = session.tempfailedAt !== undefined ? answeredByStop(decided) : s.localSubmission ? holdInsteadOfBounce(decided) : decided;
 
       if (scanResult) {
         metrics.clamdScan(scanResult.type === 'failed' ? scanResult.reason : scanResult.type, scanSeconds, stream.bytes);
@@ -327,7 +328,7 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
         'message',
       );
       endMessage(s);
-      return apply(verdict, modify, m.ownHeadersSent);
+      return apply(verdict, modify, config.actions, m.ownHeadersSent);
     },
 
     abort(session) {
@@ -387,6 +388,17 @@ function blockedFiles(findings: readonly Finding[]): Finding[] {
   return [...byPath.values()];
 }
 
+/** The verdict the MTA got when the server, stopping, answered for us: tempfail, with what we had found. */
+function answeredByStop(decided: ContentVerdict): ContentVerdict {
+  return {
+    action: 'tempfail',
+    label: 'tempfailed',
+    reply: { code: 451, xcode: '4.3.2', text: 'Gateway stopping, try again later' },
+    addHeaders: [],
+    reasons: [...decided.reasons, `stopping: answered tempfail before the ${decided.label} verdict`],
+  };
+}
+
 /** The headers end of message may add: a sender's own copies of them are removed, so none can pose as ours. */
 const ownHeaderNamesByActions = new WeakMap<ActionsConfig, ReadonlySet<string>>();
 function ownHeaderNames(actions: ActionsConfig): ReadonlySet<string> {
@@ -398,12 +410,21 @@ function ownHeaderNames(actions: ActionsConfig): ReadonlySet<string> {
   return names;
 }
 
-/** Deletes every copy of our headers the sender wrote (last first, so indexes stay right however the MTA counts). */
-function removeForgedHeaders(modify: MessageModifier, sent: ReadonlyMap<string, number> | undefined): void {
-  for (const [name, count] of sent ?? []) for (let index = count; index >= 1; index--) modify.deleteHeader(name, index);
+/**
+ * Deletes every copy of our headers the sender wrote (last first, so indexes stay right however the MTA counts).
+ * With the scanned header switched off, the header of that name is not ours (a scanner before us may add it) unless
+ * this verdict adds it (an oversize message accepted unscanned says so in it).
+ */
+function removeForgedHeaders(modify: MessageModifier, verdict: ContentVerdict, actions: ActionsConfig, sent: ReadonlyMap<string, number> | undefined): void {
+  const scanned = actions.scannedHeader.name.toLowerCase();
+  const scannedIsOurs = actions.scannedHeader.enabled || verdict.addHeaders.some(([name]) => name.toLowerCase() === scanned);
+  for (const [name, count] of sent ?? []) {
+    if (name === scanned && !scannedIsOurs) continue;
+    for (let index = count; index >= 1; index--) modify.deleteHeader(name, index);
+  }
 }
 
-function apply(verdict: ContentVerdict, modify: MessageModifier, ownHeadersSent?: ReadonlyMap<string, number>): Verdict {
+function apply(verdict: ContentVerdict, modify: MessageModifier, actions: ActionsConfig, ownHeadersSent?: ReadonlyMap<string, number>): Verdict {
   switch (verdict.action) {
     case 'reject':
       return Verdict.reject(verdict.reply);
@@ -413,11 +434,11 @@ function apply(verdict: ContentVerdict, modify: MessageModifier, ownHeadersSent?
       return Verdict.discard;
     case 'quarantine':
       modify.quarantine(verdict.quarantineReason ?? 'held by postfix-milter-ts');
-      removeForgedHeaders(modify, ownHeadersSent);
+      removeForgedHeaders(modify, verdict, actions, ownHeadersSent);
       for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
       return Verdict.accept;
     case 'accept':
-      removeForgedHeaders(modify, ownHeadersSent);
+      removeForgedHeaders(modify, verdict, actions, ownHeadersSent);
       for (const [name, value] of verdict.addHeaders) modify.addHeader(name, value);
       return Verdict.accept;
   }

@@ -70,6 +70,14 @@ describe('attachments inside TNEF', () => {
     assert.deepEqual(r.findings, []);
   });
 
+  test('the attachments of an embedded message are judged too: Outlook opens them from the embedded item', async () => {
+    const r = await inspect(winmail({ displayName: 'Re: your order', embeddedMessage: true, embeddedFiles: [{ longName: 'invoice.exe', data: SAMPLES.pe() }] }));
+    assert.deepEqual(described(r.findings), [
+      'banned-extension/banned-extension part 2 > winmail.dat > attachment 1 > invoice.exe',
+      'dangerous-content/pe part 2 > winmail.dat > attachment 1 > invoice.exe',
+    ]);
+  });
+
   describe('what cannot be read is unlistable (archives.unlistable), and what came before it is still judged', () => {
     const exeThenPdf = winmail({ longName: 'invoice.exe', data: notAProgram }, { longName: 'report.pdf', data: SAMPLES.pdf() });
 

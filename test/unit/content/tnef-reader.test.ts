@@ -28,9 +28,11 @@ describe('readTnef', () => {
     for (const c of a?.contents ?? []) assert.ok(within(c, stream));
   });
 
-  test('an embedded message is marked, its own TNEF not read as content', () => {
-    const [m] = readTnef(makeTnef([{ displayName: 'Re: your order', embeddedMessage: true }]), 100).attachments;
-    assert.deepEqual({ embedded: m?.embeddedMessage, contents: m?.contents.length }, { embedded: true, contents: 0 });
+  test('an embedded message is marked, and its own TNEF stream (after the interface id) is its content', () => {
+    const inner = makeTnef([{ longName: 'invoice.exe', data: 'MZ' }]);
+    const [m] = readTnef(makeTnef([{ displayName: 'Re: your order', embeddedMessage: true, embeddedFiles: [{ longName: 'invoice.exe', data: 'MZ' }] }]), 100).attachments;
+    assert.equal(m?.embeddedMessage, true);
+    assert.deepEqual(m?.contents, [inner]);
   });
 
   test('properties we do not need are skipped: named (by id and by name), multi-valued, 2-byte, 8-byte', () => {
@@ -48,6 +50,14 @@ describe('readTnef', () => {
   test('a property of a type whose size is unknown cannot be skipped: unreadable', () => {
     const listing = readTnef(makeTnef([{ longName: 'a.txt', extraProperties: [mapiProperty(0x00fb, 0x3001, [Buffer.alloc(4)])] }]), 100);
     assert.match(listing.unreadable ?? '', /property type 0xfb cannot be skipped/);
+  });
+
+  test('a multi-valued property of a type with no bytes (PT_NULL) claiming 2^30 values: unreadable at once, not a loop over nothing', () => {
+    const nulls = Buffer.from([0x01, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x40]);
+    const t0 = performance.now();
+    const listing = readTnef(makeTnef([{ longName: 'a.txt', extraProperties: [nulls] }]), 100);
+    assert.equal(listing.unreadable, 'value count past the end');
+    assert.ok(performance.now() - t0 < 100, `${performance.now() - t0} ms`);
   });
 
   test('more attachments than asked for: the first ones, and tooMany', () => {

@@ -18,6 +18,8 @@ export interface TnefFile {
   readonly dataProperty?: Buffer | string;
   /** PR_ATTACH_METHOD 5 and an embedded message object in place of the data. */
   readonly embeddedMessage?: boolean;
+  /** The embedded message's own attachments (an empty TNEF stream when not given). */
+  readonly embeddedFiles?: readonly TnefFile[];
   /** Properties encoded with mapiProperty(), written first in the list. */
   readonly extraProperties?: readonly Buffer[];
 }
@@ -106,7 +108,7 @@ function fileAttributes(file: TnefFile): Buffer[] {
   if (file.longName !== undefined) props.push(mapiProperty(stringType, PR_ATTACH_LONG_FILENAME, [stringValue(file.longName, unicode)]));
   if (file.displayName !== undefined) props.push(mapiProperty(stringType, PR_DISPLAY_NAME, [stringValue(file.displayName, unicode)]));
   if (file.dataProperty !== undefined) props.push(mapiProperty(PROPERTY_TYPES.binary, PR_ATTACH_DATA, [Buffer.from(file.dataProperty)]));
-  if (file.embeddedMessage) props.push(mapiProperty(PROPERTY_TYPES.object, PR_ATTACH_DATA, [Buffer.concat([IID_IMESSAGE, makeTnef([])])]));
+  if (file.embeddedMessage) props.push(mapiProperty(PROPERTY_TYPES.object, PR_ATTACH_DATA, [Buffer.concat([IID_IMESSAGE, makeTnef(file.embeddedFiles ?? [])])]));
   out.push(attribute(LEVEL_ATTACHMENT, ATTRIBUTES.attachment, Buffer.concat([u32(props.length), ...props])));
   return out;
 }

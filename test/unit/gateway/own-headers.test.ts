@@ -8,11 +8,13 @@ import { MilterClient } from '@postfix-milter-ts/protocol/testing';
 import { InMemoryGateway } from '../../harness/in-memory-gateway.js';
 
 const gateway = new InMemoryGateway({ relay: { localDomains: ['example.test'] }, actions: { attachment: 'tag' } });
-before(() => gateway.start());
-after(() => gateway.stop());
+// Behind another scanner that adds X-Virus-Scanned, with ours switched off.
+const quiet = new InMemoryGateway({ relay: { localDomains: ['example.test'] }, actions: { attachment: 'tag', scannedHeader: { enabled: false } } });
+before(() => Promise.all([gateway.start(), quiet.start()]));
+after(() => Promise.all([gateway.stop(), quiet.stop()]));
 
-async function send(headers: readonly [string, string][], body: string): Promise<Awaited<ReturnType<MilterClient['send']>>> {
-  const c = await MilterClient.connect(gateway.address);
+async function send(headers: readonly [string, string][], body: string, via = gateway): Promise<Awaited<ReturnType<MilterClient['send']>>> {
+  const c = await MilterClient.connect(via.address);
   try {
     await c.negotiate();
     await c.send({ type: 'connect', family: AddressFamily.INET, hostname: 'client.example.org', port: 40200, address: '192.0.2.9' });
@@ -49,4 +51,10 @@ test("the sender's X-Virus-Scanned and X-Gateway-* copies are deleted, last firs
 test('a message without such headers gets only ours; other headers are left alone', async () => {
   const r = await send([['Subject', 'hi'], ['X-Virus-Status', 'whatever']], 'hello\r\n');
   assert.deepEqual(r?.interim, [{ type: 'add-header', name: 'X-Virus-Scanned', value: ' postfix-milter-ts with ClamAV' }]);
+});
+
+test('with the scanned header switched off, an X-Virus-Scanned is left alone (another scanner may have added it); X-Gateway-* copies still go', async () => {
+  const r = await send([['X-Virus-Scanned', 'amavisd-new at example.test'], ['X-Gateway-Virus', 'none, trust me']], 'hello\r\n', quiet);
+  assert.equal(r?.final.type, 'accept');
+  assert.deepEqual(r?.interim, [{ type: 'change-header', index: 1, name: 'x-gateway-virus', value: '' }]);
 });
