@@ -3,6 +3,7 @@
 // their content as it streams, so the block's name and first bytes can be checked like an attachment's. Old
 // mail clients and some malware still send files this way, and Thunderbird decodes both.
 import { YencDecoder, yencBeginName } from './yenc.js';
+import { utf8FromByteString } from '../byte-string.js';
 
 export interface DecodedSink {
   write(bytes: Buffer): void;
@@ -31,8 +32,7 @@ function decodeUuLine(line: string): Buffer | undefined {
 
 /** A name in an 8-bit charset stays as it was (latin1, one code unit per byte) unless it reads as UTF-8. */
 function decodeName(raw: string): string {
-  const utf8 = Buffer.from(raw, 'latin1').toString('utf8');
-  return utf8.includes('\uFFFD') ? raw : utf8;
+  return utf8FromByteString(raw) ?? raw;
 }
 
 /** Line scanner over text bytes; `onBlock` is called with each block's raw name and returns where its bytes go. */

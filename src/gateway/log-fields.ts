@@ -2,22 +2,16 @@
 // bounded: one message must not make a log line of megabytes (a syslog datagram is cut at 64 KB, the TCP
 // sender's queue holds 1 MiB, and journald splits long lines). What is cut says how much was left out.
 
+import { utf8FromByteString } from '../byte-string.js';
+
 /** Characters kept of one field or reason: a real name fits, an attacker's 30,000-character one does not. */
 export const MAX_FIELD_CHARS = 300;
 /** Reasons listed in one line; the rest are counted. */
 export const MAX_REASONS = 20;
 
-// The milter protocol hands over bytes, one character each; an SMTPUTF8 address or HELO is UTF-8.
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/** Protocol text as a person reads it: UTF-8 when its bytes are valid UTF-8, else as received. */
+/** Protocol text as a person reads it: UTF-8 when its bytes are valid UTF-8 (an SMTPUTF8 address or HELO), else as received. */
 function readable(text: string): string {
-  if (!/[\x80-\xff]/.test(text) || /[^\x00-\xff]/.test(text)) return text;
-  try {
-    return UTF8.decode(Buffer.from(text, 'latin1'));
-  } catch {
-    return text;
-  }
+  return utf8FromByteString(text) ?? text;
 }
 
 export function boundedField(raw: string | undefined): string | undefined {

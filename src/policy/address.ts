@@ -5,6 +5,7 @@
 // order the mail would travel, and the relay policy decides.
 import ipaddr from 'ipaddr.js';
 import { domainToASCII } from 'node:url';
+import { utf8FromByteString } from '../byte-string.js';
 
 /** What the address does besides naming one mailbox at one domain. */
 export type AddressTrick =
@@ -71,9 +72,6 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const DOTTED_QUAD = /^\d+\.\d+\.\d+\.\d+$/;
 // C0, DEL and C1: C1 only exists once the bytes are read as UTF-8 (U+0080–U+009F).
 const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
-// The milter protocol hands over each byte as one character (Latin-1, byte-faithful); SMTPUTF8 addresses are
-// UTF-8, so they are read again as such. Invalid UTF-8 is refused, not guessed at. The BOM is kept as a byte.
-const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Malformed extends Error {}
 
@@ -295,16 +293,12 @@ export function isPlainMailbox(address: EnvelopeAddress): boolean {
   );
 }
 
-/** The bytes of a protocol string (one character per byte) read as UTF-8. */
+/** The bytes of a protocol string (one character per byte) read as UTF-8; invalid UTF-8 is refused, not guessed at. */
 function decodeUtf8(raw: string): string {
-  // Pure ASCII reads the same either way.
-  if (!/[^\x00-\x7f]/.test(raw)) return raw;
   if (/[^\x00-\xff]/.test(raw)) throw new Malformed('characters that are not bytes (expected the milter protocol\'s byte string)');
-  try {
-    return UTF8.decode(Buffer.from(raw, 'latin1'));
-  } catch {
-    throw new Malformed('bytes that are not valid UTF-8');
-  }
+  const text = utf8FromByteString(raw);
+  if (text === undefined) throw new Malformed('bytes that are not valid UTF-8');
+  return text;
 }
 
 /**
