@@ -35,8 +35,9 @@ export interface ContentVerdict {
   readonly reasons: readonly string[];
 }
 
-// Which of two actions wins when findings disagree: the one that keeps the mail out most firmly.
+// Tag headers added for attachments; past these, one more header counts the rest (a zip of 1,500 .exe files).
 const MAX_TAG_ATTACHMENT_HEADERS = 10;
+// Which of two actions wins when findings disagree: the one that keeps the mail out most firmly.
 const STRENGTH: Record<FindingAction, number> = { reject: 5, discard: 4, quarantine: 3, tempfail: 2, tag: 1 };
 
 interface Decided {
