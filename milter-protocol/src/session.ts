@@ -295,11 +295,6 @@ export class MilterSession<S> implements SessionContext<S> {
     return this.ended;
   }
 
-  /** True while the MTA waits for our reply to a command. */
-  get owesReply(): boolean {
-    return this.owed !== undefined;
-  }
-
   /** The command answered tempfail when the session was abandoned (now or at a later command), if any. */
   get tempfailedAt(): CommandType | undefined {
     return this.abandonedAt;
