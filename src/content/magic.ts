@@ -124,6 +124,43 @@ function looksLikeText(head: Uint8Array): boolean {
   return bad / n < 0.01;
 }
 
+// HTML smuggling needs both halves: a file built in script (Blob, File, atob, an object URL) and a way to hand
+// it to the user (`download` set from script, or in the markup with an object URL minted; navigation to an
+// object URL; msSave(OrOpen)Blob, which takes a Blob and so is both). Either alone is ordinary: saved pages
+// decode base64, bundles mint object URLs for workers, download links point at real files. Only <script>
+// bodies are read as script, so code shown in documentation is not taken for the page's own; property access
+// is matched as templates obfuscate it.
+
+/**
+ * `.name` or `["name"]`, with the whitespace and newlines templates put inside. Starts with a literal, not `\s*`:
+ * a regex starting with `\s*` retries every position of a run of blanks (seconds on 40 KiB of them).
+ */
+const prop = (name: string): string => `(?:\\.\\s*${name}(?![\\w$])|\\[\\s*["'\`]${name}["'\`]\\s*\\])`;
+const SCRIPT_BODY = /<script\b[^>]*>([\s\S]*?)(?:<\/script|$)/g;
+const BUILDS = /createobjecturl|\bnew\s+(?:blob|file)\s*\(|\batob\s*\(/;
+const SETS_DOWNLOAD = new RegExp(`${prop('download')}\\s*=(?!=)|setattribute["'\`\\]\\s]*\\(\\s*["'\`]download["'\`]`);
+const SAVES_BLOB = /mssave(?:oropen)?blob/;
+// Quoted values are stepped over whole, so "free download" in a title is no attribute; neither reaches past a
+// `<`, so each tag is scanned once even when it never closes.
+const DOWNLOAD_ATTRIBUTE = /<(?:a|area)\b(?:[^<>"']|"[^<>"]*"|'[^<>']*')*?\sdownload(?=[\s=>/])/;
+const LOCATION = `\\blocation(?:["'\`]\\s*\\])?\\s*`;
+const NAVIGATE = `(?:${LOCATION}(?:${prop('href')})?\\s*=(?!=)|${LOCATION}(?:${prop('assign')}|${prop('replace')})\\s*\\(|(?:\\bopen|\\[\\s*["'\`]open["'\`]\\s*\\])\\s*\\()\\s*`;
+// Navigation to an object URL, directly or through a variable assigned one shortly before (`u = URL.createObjectURL(b); …
+// location.href = u`); the distance keeps a minified bundle's reused one-letter names apart.
+const NAVIGATES_TO_OBJECT_URL = new RegExp(
+  `${NAVIGATE}[^;\\n]{0,40}?createobjecturl|(?<![\\w$.])([\\w$]+)\\s*=(?!=)\\s*[^;=\\n]{0,80}?createobjecturl[\\s\\S]{0,300}?${NAVIGATE}\\1(?![\\w$])`,
+);
+
+function smuggles(lower: string): boolean {
+  let js = '';
+  for (const m of lower.matchAll(SCRIPT_BODY)) js += `${m[1] ?? ''}\n;`;
+  if (SAVES_BLOB.test(js)) return true;
+  if (!BUILDS.test(js)) return false;
+  if (SETS_DOWNLOAD.test(js)) return true;
+  if (!js.includes('createobjecturl')) return false;
+  return DOWNLOAD_ATTRIBUTE.test(lower) || NAVIGATES_TO_OBJECT_URL.test(js);
+}
+
 function classifyMarkup(lower: string): RealType | undefined {
   const isSvg = /<svg[\s>]/.test(lower) && !/<html[\s>]/.test(lower);
   const isHtml = /<(?:!doctype html|html|head|body|script|iframe|meta|hta:application)[\s>]/.test(lower);
@@ -131,13 +168,7 @@ function classifyMarkup(lower: string): RealType | undefined {
   if (/<hta:application[\s>]/.test(lower)) return 'hta';
   const hasScript = /<script[\s>]/.test(lower) || /\son[a-z]+\s*=/.test(lower) || /javascript:/.test(lower);
   if (isSvg) return hasScript ? 'svg-script' : 'svg';
-  // HTML smuggling: script that hands the browser a file to save — msSaveOrOpenBlob, or a link's `download`
-  // set from script next to a file built in the page (Blob, atob, object URL). atob or Blob alone is ordinary
-  // script in saved web pages.
-  if (/<script[\s>]/.test(lower)) {
-    const builds = /\bnew\s+blob\s*\(|\batob\s*\(|createobjecturl/.test(lower);
-    if (/mssaveoropenblob/.test(lower) || (builds && /\.download\s*=/.test(lower))) return 'html-smuggling';
-  }
+  if (/<script[\s>]/.test(lower) && smuggles(lower)) return 'html-smuggling';
   return 'html';
 }
 

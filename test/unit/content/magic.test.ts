@@ -89,3 +89,36 @@ describe('typeContradiction', () => {
     test(`${detected} as .${ext} (${mime}) → ${want ?? 'none'}`, () => assert.equal(typeContradiction(detected, ext, mime), want));
   }
 });
+
+describe('detectType: HTML smuggling needs a file built in script and a way to hand it over', () => {
+  const page = (html: string): Buffer => Buffer.from(html, 'latin1');
+  const build = 'var b = new Blob([atob("TVqQAAMAAAAEAAAA")], {type: "application/octet-stream"});';
+  const cases: [label: string, head: Buffer, want: RealType][] = [
+    // 1: the download attribute in the markup, the object URL from script
+    ['<a download="invoice.iso"> given an object URL and clicked', page(`<html><body><a id="dl" download="invoice.iso" style="display:none">x</a><script>${build} var a = document.getElementById("dl"); a.href = URL.createObjectURL(b); a.click();</script></body></html>`), 'html-smuggling'],
+    ['<a download> without a value given an object URL', page(`<html><body><a id="dl" download hidden></a><script>${build} dl.href = URL.createObjectURL(b); dl.click();</script></body></html>`), 'html-smuggling'],
+    // 2: setAttribute
+    ['setAttribute("download", name) next to a Blob', page(`<html><script>${build} var a = document.createElement("a"); a.href = URL.createObjectURL(b); a.setAttribute("download", name); a.click();</script></html>`), 'html-smuggling'],
+    ["setAttribute('download', …) next to atob", page(`<html><script>var d = atob(p); var a = document.createElement('a'); a.href = 'data:application/octet-stream;base64,' + p; a.setAttribute('download', 'invoice.iso'); a.click();</script></html>`), 'html-smuggling'],
+    // 3: navigation to an object URL
+    ['location.href = URL.createObjectURL(blob)', page(`<html><script>${build} location.href = URL.createObjectURL(b);</script></html>`), 'html-smuggling'],
+    ['window.location = URL.createObjectURL(…)', page('<html><script>window.location = URL.createObjectURL(new Blob([atob(p)]));</script></html>'), 'html-smuggling'],
+    ['window.open(URL.createObjectURL(…))', page(`<html><script>${build} window.open(URL.createObjectURL(b));</script></html>`), 'html-smuggling'],
+    ['location.assign(u) of a variable holding an object URL', page(`<html><script>${build} const u = URL.createObjectURL(b); setTimeout(function () { location.assign(u); }, 100);</script></html>`), 'html-smuggling'],
+    // 4: msSaveBlob (msSaveOrOpenBlob is in the table above)
+    ['navigator.msSaveBlob', page(`<html><script>${build} navigator.msSaveBlob(b, "invoice.iso");</script></html>`), 'html-smuggling'],
+    // 5: obfuscated property access
+    ['newlines around . and = in a.download', page(`<html><script>${build}\nvar a = document.createElement("a");\na\n  .\n  download\n  =\n  "invoice.iso";\na.href = URL.createObjectURL(b);\na.click();</script></html>`), 'html-smuggling'],
+    ['a["download"] = …', page(`<html><script>${build} var a = document.createElement("a"); a["href"] = URL.createObjectURL(b); a["download"] = "invoice.iso"; a["click"]();</script></html>`), 'html-smuggling'],
+    ["window['location']['href'] = URL['createObjectURL'](b)", page(`<html><script>${build} window['location']['href'] = URL['createObjectURL'](b);</script></html>`), 'html-smuggling'],
+    ['newlines around = in location.href', page(`<html><script>${build}\nlocation.href\n=\nURL.createObjectURL(b);</script></html>`), 'html-smuggling'],
+
+    ['a saved web page with atob in a library, no Blob or download', page('<!DOCTYPE html><html><head><script>/*! jwt-decode */function decode(t){return JSON.parse(atob(t.split(".")[1]))}if(!decode(tok).sub){window.location.href="/login"}document.querySelector("a.more").onclick=function(){window.open("/help")};</script></head><body><a title="free download" href="/app">App</a></body></html>'), 'html'],
+    ['an ordinary <a download href="report.pdf"> and script building no Blob', page('<!DOCTYPE html><html><head><script>window.dataLayer = window.dataLayer || []; var id = atob("VUEtMTIz"); gtag("config", id);</script></head><body><a download href="report.pdf">Annual report</a></body></html>'), 'html'],
+    ['documentation showing smuggling code as escaped text', page(`<!DOCTYPE html><html><head><script src="highlight.min.js"></script><script>hljs.highlightAll();</script></head><body><p>How HTML smuggling works:</p><pre><code>&lt;a id="dl" download="invoice.iso"&gt;&lt;/a&gt;\n&lt;script&gt;\n${build}\nconst a = document.createElement('a');\na.href = URL.createObjectURL(b);\na.download = 'invoice.iso';\nlocation.href = URL.createObjectURL(b);\na.click();\n&lt;/script&gt;</code></pre></body></html>`), 'html'],
+    ['a bundle that mints an object URL once for a worker, no download or navigation to it', page(`<!DOCTYPE html><html><head><script>!function(){"use strict";var e=URL.createObjectURL(new Blob([s],{type:"text/javascript"}));new Worker(e);${'var n=t.map(function(o){return o.id}).filter(Boolean);'.repeat(8)}function r(e){window.location.href=e}document.getElementById("root").addEventListener("click",function(){r("/next")})}();</script></head><body><div id="root"></div></body></html>`), 'html'],
+  ];
+  for (const [label, head, want] of cases) {
+    test(`${label} → ${want}`, () => assert.equal(detectType(head), want));
+  }
+});
