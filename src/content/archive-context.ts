@@ -5,6 +5,7 @@ import type { ContentRules } from './content-rules.js';
 import type { Finding } from './finding.js';
 import type { NameRules } from './name-rules.js';
 import type { ArchiveLister } from './seven-zip-lister.js';
+import type { SerialQueue } from './serial-queue.js';
 
 export interface ArchiveContext {
   readonly limits: ArchiveLimits;
@@ -16,6 +17,11 @@ export interface ArchiveContext {
   readonly cancelled: () => boolean;
   /** Lists the archive formats other than zip. */
   readonly lister: ArchiveLister;
+  /**
+   * The message's archives go to the lister one at a time: the lister's waiting limit then counts messages,
+   * not archives, and one message's archives cannot crowd out other messages'.
+   */
+  readonly listingTurns: SerialQueue;
 }
 
 /** What listing one container (an archive, or TNEF's attachments) found. */

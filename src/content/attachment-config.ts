@@ -29,8 +29,8 @@ export const archiveLimitsSchema = z
     maxCompressionRatio: z.number().min(2).default(200),
     /**
      * Longest 7-Zip may take to list one RAR, 7z, CAB, ARJ, LZH or tar archive (a header bomb is stopped here
-     * and the archive counts as unlistable). Archives wait for one another; one that cannot start within this
-     * time tempfails the message.
+     * and the archive counts as unlistable). A message's archives are listed one after another, and messages
+     * take turns; an archive that cannot start within this time tempfails the message.
      */
     listTimeout: duration.refine((ms) => ms >= 100, 'at least 100ms').default(10_000),
     /** Password-protected members hide their content: MailScanner refuses them by default, so do we. */

@@ -24,6 +24,7 @@ import { namesFromHeaderLines } from './mime-names.js';
 import { type NameRules, checkName, compileNameRules } from './name-rules.js';
 import { type ArchiveLister, sharedArchiveLister } from './seven-zip-lister.js';
 import { inspectWithSevenZip, isListedBySevenZip } from './seven-zip-inspector.js';
+import { SerialQueue } from './serial-queue.js';
 import { inspectTnef } from './tnef-inspector.js';
 import { type DecodedSink, type EncodedBlockKind, UuencodeScanner } from './uuencode.js';
 
@@ -364,6 +365,7 @@ export class AttachmentInspector {
         budget: { expandedLeft: config.archives.maxExpandedBytes },
         cancelled: () => this.shared.aborted,
         lister,
+        listingTurns: new SerialQueue(),
       },
       leafParts: 0,
       aborted: false,

@@ -1,12 +1,17 @@
-// Judges a RAR, 7z, CAB, ARJ, LZH, tar or gzip archive by the member names 7-Zip lists: the same name rules as
-// attachments and zip members, the member-count and expanded-size limits, password protection, and what
-// cannot be listed. Names only: members are not extracted (clamd scans inside these formats itself).
+// Judges a RAR, 7z, CAB, ARJ, LZH, tar or gzip archive (and the tar in a .tgz) by the member names 7-Zip lists:
+// the same name rules as attachments and zip members, the member-count and expanded-size limits, password
+// protection, and what cannot be listed. Names only: members are not extracted (clamd scans inside these
+// formats itself); only a gzip is decompressed, to list the tar it may hold. One message's archives are
+// listed one at a time (ArchiveContext.listingTurns).
 import { type ArchiveContext, type ArchiveReport, unlistable } from './archive-context.js';
 import type { Finding } from './finding.js';
 import type { RealType } from './magic.js';
+import { gunzipTar, startsLikeGzip } from './gzipped-tar.js';
 import { checkName } from './name-rules.js';
+import type { SevenZipListing } from './seven-zip-listing.js';
 
-// gzip is here for the original file name its header may carry (`invoice.exe` inside `invoice.pdf.gz`).
+// gzip is here for the original file name its header may carry (`invoice.exe` inside `invoice.pdf.gz`), and
+// for the tar it may hold.
 const LISTED_BY_SEVEN_ZIP: ReadonlySet<RealType> = new Set<RealType>(['rar', '7z', 'cab', 'arj', 'lzh', 'tar', 'gzip']);
 
 export function isListedBySevenZip(type: RealType): boolean {
@@ -14,19 +19,52 @@ export function isListedBySevenZip(type: RealType): boolean {
 }
 
 /**
- * Lists `buf` with 7-Zip. `name` is the archive's own (raw) name, `path` where it sits; members are reported at
- * `${path} > ${member}`. Rejects only when the lister is too busy to start (the message is then tempfailed).
+ * Lists `buf` with 7-Zip, and the tar inside when `buf` is a gzip holding one. `name` is the archive's own (raw)
+ * name, `path` where it sits; members are reported at `${path} > ${member}`. Rejects only when the lister is
+ * too busy to start (the message is then tempfailed).
  */
-export async function inspectWithSevenZip(buf: Buffer, name: string, path: string, ctx: ArchiveContext): Promise<ArchiveReport> {
+export function inspectWithSevenZip(buf: Buffer, name: string, path: string, ctx: ArchiveContext): Promise<ArchiveReport> {
+  return ctx.listingTurns.run(async () => {
+    if (ctx.cancelled()) return { findings: [], members: 0, listed: new Set<string>() };
+    const { limits } = ctx;
+    const listing = await ctx.lister.list(buf, limits.maxMembers, limits.listTimeout);
+    const outer = judgeListing(listing, name, path, ctx);
+    // The tar's whole size is spent from the budget below, and the tar is held while it is listed: it may take
+    // no more than either allows.
+    const maxTarBytes = Math.min(limits.maxBytes, Math.max(0, ctx.budget.expandedLeft));
+    const content = startsLikeGzip(buf) ? await gunzipTar(buf, maxTarBytes) : undefined;
+    if (content?.kind !== 'tar') {
+      // Past the limit: at least one byte more than it was spent, whatever the gzip's trailer claims.
+      outer.findings.push(...spend(ctx, content?.kind === 'too-large' ? Math.max(listing.expandedBytes, maxTarBytes + 1) : listing.expandedBytes, name, path));
+      if (content?.kind === 'too-large' && maxTarBytes === limits.maxBytes) outer.findings.push(...unlistable(ctx, 'archive-too-large', name, path));
+      if (content?.kind === 'unreadable' && listing.complete) outer.findings.push(...unlistable(ctx, 'archive-unreadable', name, path));
+      return report(outer);
+    }
+    // The tar's members are the gzip's content: its size is spent once, as decompressed (the trailer may lie).
+    outer.findings.push(...spend(ctx, content.tar.length, name, path));
+    const tar = judgeListing(await ctx.lister.list(content.tar, limits.maxMembers, limits.listTimeout), name, path, ctx);
+    return report({ findings: [...outer.findings, ...tar.findings], names: [...outer.names, ...tar.names] });
+  });
+}
+
+/** The findings for one listing's names, count, password protection and completeness (not its size). */
+function judgeListing(listing: SevenZipListing, name: string, path: string, ctx: ArchiveContext): { findings: Finding[]; names: string[] } {
   const { limits } = ctx;
-  const listing = await ctx.lister.list(buf, limits.maxMembers, limits.listTimeout);
   const findings: Finding[] = [];
   const names = listing.names.slice(0, limits.maxMembers);
   if (listing.names.length > limits.maxMembers) findings.push({ kind: 'archive-limit', rule: 'archive-members', name, path });
   for (const member of names) findings.push(...checkName(member, ctx.names, `${path} > ${member}`, true));
-  ctx.budget.expandedLeft -= listing.expandedBytes;
-  if (ctx.budget.expandedLeft < 0) findings.push({ kind: 'archive-limit', rule: 'archive-expanded-size', name, path });
   if (!listing.complete) findings.push(...unlistable(ctx, 'archive-unreadable', name, path));
   if (listing.encrypted && limits.encrypted === 'reject') findings.push({ kind: 'encrypted-archive', rule: 'encrypted-archive', name, path });
-  return { findings, members: names.length, listed: new Set(names) };
+  return { findings, names };
+}
+
+/** Takes `bytes` from the message's expanded-size budget; a finding when it runs out. */
+function spend(ctx: ArchiveContext, bytes: number, name: string, path: string): Finding[] {
+  ctx.budget.expandedLeft -= bytes;
+  return ctx.budget.expandedLeft < 0 ? [{ kind: 'archive-limit', rule: 'archive-expanded-size', name, path }] : [];
+}
+
+function report(judged: { findings: Finding[]; names: string[] }): ArchiveReport {
+  return { findings: judged.findings, members: judged.names.length, listed: new Set(judged.names) };
 }

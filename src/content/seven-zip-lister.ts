@@ -25,7 +25,7 @@ interface Job {
 }
 
 export interface SevenZipListerOptions {
-  /** Archives waiting for the worker before new ones are refused as overload. */
+  /** Archives waiting for the worker before new ones are refused as overload (one per message, see ArchiveContext.listingTurns). */
   readonly maxWaiting?: number;
   /** The worker stops after this long without work. */
   readonly idleMs?: number;
@@ -59,7 +59,8 @@ export class SevenZipLister implements ArchiveLister {
       return Promise.reject(new ArchiveListerBusyError(`${this.waiting.length} archives already wait to be listed`));
     }
     return new Promise((resolve, reject) => {
-      // A copy: `data` may be a slice of a pooled buffer, which must not be handed to another thread.
+      // A copy of our own, in an ArrayBuffer of its own, to hand over to the worker (moved, not cloned): the caller
+      // keeps `data` (a gzip is decompressed after its listing), and `data` may be a slice of a pooled buffer.
       const job: Job = { request: { id: this.nextId++, data: new Uint8Array(data), maxMembers }, timeoutMs, resolve, reject };
       job.waitTimer = setTimeout(() => {
         const at = this.waiting.indexOf(job);
@@ -101,7 +102,7 @@ export class SevenZipLister implements ArchiveLister {
       this.finish({ names: [], encrypted: false, expandedBytes: 0, complete: false, error: `listing took longer than ${job.timeoutMs} ms` });
     }, job.timeoutMs);
     this.running = { job, timer };
-    worker.postMessage(job.request);
+    worker.postMessage(job.request, [job.request.data.buffer]);
   }
 
   /** The running listing is over: with its listing, or with an error when it cannot be had (the worker failed). */
@@ -126,7 +127,11 @@ export class SevenZipLister implements ArchiveLister {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    // Its own heap limit: the worker holds at most one archive (archives.maxBytes) and its listing.
+    // What bounds memory. This heap limit: the worker's JavaScript objects (the listing's lines). Outside it: the
+    // archive the worker lists, one at a time, up to archives.maxBytes (moved to it, and 7-Zip's file is those
+    // bytes), and 7-Zip's heap, WebAssembly memory capped by the worker (seven-zip-worker.ts). Here: a copy per
+    // waiting archive, and a message hands over one archive at a time (ArchiveContext.listingTurns), so at most
+    // maxWaiting copies, one per message. Time: listTimeout bounds each listing.
     const worker = new Worker(this.workerUrl, { resourceLimits: { maxOldGenerationSizeMb: 256 } });
     this.workersStarted++;
     worker.on('message', (reply: { id: number; listing: SevenZipListing }) => {

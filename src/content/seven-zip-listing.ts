@@ -5,7 +5,8 @@ export const ARCHIVE = '/in/archive';
 
 export interface SevenZipRequest {
   readonly id: number;
-  readonly data: Uint8Array;
+  /** In an ArrayBuffer of its own, moved to the worker. */
+  readonly data: Uint8Array<ArrayBuffer>;
   readonly maxMembers: number;
 }
 

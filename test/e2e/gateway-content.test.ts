@@ -13,6 +13,7 @@ import { PostfixInstance } from '../harness/postfix-instance.js';
 import { SmtpClient, type TransactionResult } from '../harness/smtp-client.js';
 import { buildMessage } from '../harness/mail-builder.js';
 import { run } from '../harness/run-command.js';
+import { makeTgz } from '../unit/content/gzip-writer.js';
 import { makeRar } from '../unit/content/rar-writer.js';
 import { makeWithSevenZip } from '../unit/content/seven-zip-writer.js';
 import { makeTnef } from '../unit/content/tnef-writer.js';
@@ -150,6 +151,15 @@ describe('real clamd behind real Postfix', () => {
     const delivered = await send(postfix, withAttachment(clean, 'report.7z', 'application/x-7z-compressed', sevenZip));
     assert.equal(delivered.result.final?.code, 250, JSON.stringify(delivered.result));
     accepted.push(clean);
+  });
+
+  test('a .tgz holding invoice.exe: the tar inside is listed, 554 naming the member, nothing delivered', async () => {
+    const refused = 'exe in a tgz';
+    const tgz = await makeTgz([{ name: 'invoice.exe', data: 'MZ harmless stand-in' }, { name: 'readme.txt', data: 'hi' }]);
+    const { result } = await send(postfix, withAttachment(refused, 'invoice.tgz', 'application/gzip', tgz));
+    assert.equal(result.final?.code, 554, JSON.stringify(result));
+    assert.match(result.final?.raw ?? '', /^554 5\.7\.0 Message refused: .*invoice\.exe/);
+    await assertNothingDelivered(postfix, refused);
   });
 
   test('winmail.dat (TNEF) holding invoice.exe: 554 naming it, nothing delivered; one holding a text file is delivered', async () => {

@@ -4,13 +4,14 @@ import { type AttachmentsConfig, attachmentsSchema } from 'postfix-milter-ts/con
 import { inspectZip, zipStartOffset } from 'postfix-milter-ts/content/archive-inspector.js';
 import { compileContentRules } from 'postfix-milter-ts/content/content-rules.js';
 import { compileNameRules } from 'postfix-milter-ts/content/name-rules.js';
+import { SerialQueue } from 'postfix-milter-ts/content/serial-queue.js';
 import { sharedArchiveLister } from 'postfix-milter-ts/content/seven-zip-lister.js';
 import { decodeCp437 } from 'postfix-milter-ts/content/zip-names.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 function ctx(overrides: Record<string, unknown> = {}, archives: Record<string, unknown> = {}): Parameters<typeof inspectZip>[4] {
   const config: AttachmentsConfig = attachmentsSchema.parse({ ...overrides, archives });
-  return { limits: config.archives, names: compileNameRules(config), content: compileContentRules(config), budget: { expandedLeft: config.archives.maxExpandedBytes }, cancelled: () => false, lister: sharedArchiveLister };
+  return { limits: config.archives, names: compileNameRules(config), content: compileContentRules(config), budget: { expandedLeft: config.archives.maxExpandedBytes }, cancelled: () => false, lister: sharedArchiveLister, listingTurns: new SerialQueue() };
 }
 
 async function kindsAndRules(zip: Buffer, c = ctx()): Promise<string[]> {

@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/content/attachment-config.js';
 import { AttachmentInspector, inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
+import type { InspectionResult } from 'postfix-milter-ts/content/finding.js';
+import { SevenZipLister } from 'postfix-milter-ts/content/seven-zip-lister.js';
+import { gzipNamed } from './gzip-writer.js';
+import { makeRar } from './rar-writer.js';
 import { yencode } from './yenc-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
@@ -311,5 +315,42 @@ describe('a part named or declared a zip with no zip in it', () => {
 
   test('is nothing to refuse when it is empty', async () => {
     assert.deepEqual(await findingsOf(zipPart('')), []);
+  });
+});
+
+describe('archives listed by 7-Zip: one message lists its archives one at a time', () => {
+  const inspect = async (raw: Buffer, lister: SevenZipLister, archives: Record<string, unknown> = {}): Promise<InspectionResult> => {
+    const inspector = new AttachmentInspector(attachmentsSchema.parse({ archives }), lister);
+    inspector.push(raw);
+    return inspector.finish();
+  };
+
+  test('a message with 40 gzipped logs is listed whole, not refused as overload', async () => {
+    const lister = new SevenZipLister();
+    try {
+      const logs = Array.from({ length: 40 }, (_, i) => file(`app-${i}.log.gz`, gzipNamed(`app-${i}.log`, `line ${i}\n`), 'application/gzip'));
+      const r = await inspect(message(logs), lister);
+      assert.equal(r.error, undefined);
+      assert.deepEqual(r.findings, []);
+      assert.deepEqual(r.parts.map((p) => p.archiveMembers), Array.from({ length: 40 }, () => 1));
+    } finally {
+      await lister.close();
+    }
+  });
+
+  test("one message's archives that each take the whole listTimeout do not make another message's archive wait past it", async () => {
+    // A stand-in for 7-Zip: gzips are never answered (each runs to its time limit), anything else at once.
+    const worker = `import { parentPort } from 'node:worker_threads';
+      parentPort.on('message', (r) => { if (r.data[0] !== 0x1f) parentPort.postMessage({ id: r.id, listing: { names: ['a.txt'], encrypted: false, expandedBytes: 1, complete: true } }); });`;
+    const lister = new SevenZipLister({ workerUrl: new URL(`data:text/javascript,${encodeURIComponent(worker)}`) });
+    try {
+      const slow = message(Array.from({ length: 4 }, (_, i) => file(`slow-${i}.log.gz`, gzipNamed(`slow-${i}.log`, 'x'), 'application/gzip')));
+      const other = message([file('docs.rar', makeRar([{ name: 'a.txt', data: 'x' }]), 'application/vnd.rar')]);
+      const [, r] = await Promise.all([inspect(slow, lister, { listTimeout: '200ms' }), inspect(other, lister, { listTimeout: '200ms' })]);
+      assert.equal(r.error, undefined);
+      assert.deepEqual(r.findings, []);
+    } finally {
+      await lister.close();
+    }
   });
 });

@@ -2,14 +2,16 @@
 // members, password protection, what cannot be listed, the limits, and the worker's time limit.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { crc32, gzipSync } from 'node:zlib';
 import { type AttachmentsConfig, attachmentsSchema } from 'postfix-milter-ts/content/attachment-config.js';
 import type { ArchiveContext } from 'postfix-milter-ts/content/archive-context.js';
 import { inspectZip } from 'postfix-milter-ts/content/archive-inspector.js';
 import { compileContentRules } from 'postfix-milter-ts/content/content-rules.js';
 import { compileNameRules } from 'postfix-milter-ts/content/name-rules.js';
+import { SerialQueue } from 'postfix-milter-ts/content/serial-queue.js';
 import { ArchiveListerBusyError, SevenZipLister } from 'postfix-milter-ts/content/seven-zip-lister.js';
 import { inspectWithSevenZip } from 'postfix-milter-ts/content/seven-zip-inspector.js';
+import { gzipNamed, makeTarBomb, makeTgz } from './gzip-writer.js';
 import { makeRar } from './rar-writer.js';
 import { makeWithSevenZip } from './seven-zip-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
@@ -19,7 +21,7 @@ after(() => lister.close());
 
 function ctx(archives: Record<string, unknown> = {}): ArchiveContext {
   const config: AttachmentsConfig = attachmentsSchema.parse({ archives });
-  return { limits: config.archives, names: compileNameRules(config), content: compileContentRules(config), budget: { expandedLeft: config.archives.maxExpandedBytes }, cancelled: () => false, lister };
+  return { limits: config.archives, names: compileNameRules(config), content: compileContentRules(config), budget: { expandedLeft: config.archives.maxExpandedBytes }, cancelled: () => false, lister, listingTurns: new SerialQueue() };
 }
 
 async function kindsAndRules(archive: Buffer, c = ctx()): Promise<string[]> {
@@ -27,12 +29,29 @@ async function kindsAndRules(archive: Buffer, c = ctx()): Promise<string[]> {
   return [...new Set(r.findings.map((f) => `${f.kind}/${f.rule}`))].sort();
 }
 
-/** gzip with the original file name in its header (FLG.FNAME), as `gzip file` writes it. */
-function gzipNamed(name: string, data: string): Buffer {
-  const plain = gzipSync(Buffer.from(data));
-  const head = Buffer.from(plain.subarray(0, 10));
-  head[3] = 0x08;
-  return Buffer.concat([head, Buffer.from(`${name}\0`, 'latin1'), plain.subarray(10)]);
+/** A 7z whose (Copy-coded) packed header claims to unpack to `unpackBytes`: 7-Zip allocates that before reading it. */
+function sevenZipClaimingPackedHeader(unpackBytes: number): Buffer {
+  // 7z's NUMBER in its 9-byte form: 0xff, then 8 bytes little-endian.
+  const num = (v: number): Buffer => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xff;
+    b.writeBigUInt64LE(BigInt(v), 1);
+    return b;
+  };
+  const packed = Buffer.alloc(16);
+  // kEncodedHeader: kPackInfo (at 0, one stream of 16 bytes), kUnpackInfo (one folder, one Copy coder, its size).
+  const header = Buffer.concat([
+    Buffer.from([0x17, 0x06]), num(0), num(1), Buffer.from([0x09]), num(packed.length), Buffer.from([0x00]),
+    Buffer.from([0x07, 0x0b]), num(1), Buffer.from([0x00]), num(1), Buffer.from([0x01, 0x00]),
+    Buffer.from([0x0c]), num(unpackBytes), Buffer.from([0x00, 0x00]),
+  ]);
+  const startHeader = Buffer.alloc(20);
+  startHeader.writeBigUInt64LE(BigInt(packed.length), 0);
+  startHeader.writeBigUInt64LE(BigInt(header.length), 8);
+  startHeader.writeUInt32LE(crc32(header), 16);
+  const signature = Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4, 0, 0, 0, 0]);
+  signature.writeUInt32LE(crc32(startHeader), 8);
+  return Buffer.concat([signature, startHeader, packed, header]);
 }
 
 describe('inspectWithSevenZip', () => {
@@ -70,6 +89,27 @@ describe('inspectWithSevenZip', () => {
   for (const [label, archive, want, c] of cases) {
     test(label, async () => assert.deepEqual(await kindsAndRules(await archive(), c?.()), want));
   }
+
+  test('a .tgz: the tar inside is listed, its members reported at the .tgz\'s path', async () => {
+    const tgz = await makeTgz([{ name: 'readme.txt', data: 'hi' }, { name: 'invoice.exe', data: SAMPLES.pe() }]);
+    const r = await inspectWithSevenZip(tgz, 'x.tgz', 'part 2 > x.tgz', ctx());
+    assert.deepEqual(r.findings, [{ kind: 'archive-banned-member', rule: 'banned-extension', name: 'invoice.exe', extension: 'exe', path: 'part 2 > x.tgz > invoice.exe' }]);
+    assert.deepEqual(await kindsAndRules(await makeTgz([{ name: 'notes.txt', data: 'x' }, { name: 'logs/today.txt', data: 'y' }])), []);
+  });
+
+  test('a gzip bomb that starts like a tar: archive-too-large (or allowed by policy), decompressed no further than archives.maxBytes', async () => {
+    const bomb = await makeTarBomb(50 * 1024 * 1024);
+    const started = performance.now();
+    assert.deepEqual(await kindsAndRules(bomb), ['archive-limit/archive-too-large']);
+    assert.ok(performance.now() - started < 5000, 'stops at the limit');
+    assert.deepEqual(await kindsAndRules(bomb, ctx({ unlistable: 'allow' })), []);
+  });
+
+  test('a 7z that makes 7-Zip ask for a gigabyte of memory: refused, unreadable', async () => {
+    const listing = await lister.list(sevenZipClaimingPackedHeader(1024 * 1024 * 1024), 10, 10_000);
+    assert.match(listing.error ?? '', /listing needs more than 536870912 bytes of memory/);
+    assert.deepEqual(await kindsAndRules(sevenZipClaimingPackedHeader(1024 * 1024 * 1024)), ['archive-limit/archive-unreadable']);
+  });
 
   test('a RAR inside a zip is listed too', async () => {
     const zip = makeZip([{ name: 'inner.rar', data: makeRar([{ name: 'x.exe', data: 'MZ' }]) }]);
