@@ -279,8 +279,10 @@ class MessageWalker {
       return undefined;
     }
     if (detected === 'tnef') {
-      if (depth > shared.config.archives.maxDepth) {
-        findings.push({ kind: 'archive-limit', rule: 'archive-depth', name, path });
+      // TNEF holds TNEF when Outlook forwards a message as an attachment (an embedded message): a chain of
+      // forwards is bounded like attached MIME messages, not like archives in archives.
+      if (depth > shared.config.maxMessageDepth) {
+        findings.push({ kind: 'archive-limit', rule: 'message-depth', name, path });
         return undefined;
       }
       const listing = await inspectTnef(whole, name, `${path} > ${name}`, shared.archive, (content, type, innerNames, innerPath, into) =>

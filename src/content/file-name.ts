@@ -32,12 +32,30 @@ export function normaliseFileName(raw: string): NormalisedName {
   name = name.replace(SPACE, ' ');
   // Only the last path component is the file's name (clients strip directories; zip members carry paths). A
   // trailing separator does not make the name empty: `invoice.js/` is saved as invoice.js or invoice.js_.
-  name = name.replace(/[\\/]+$/u, '').replace(/^.*[\\/]/su, '');
+  name = withoutTrailing(name, '\\/').replace(/^.*[\\/]/su, '');
   // NTFS alternate data stream suffix: `x.exe::$DATA` is x.exe.
   name = name.replace(/::\$data$/iu, '');
   // Windows ignores trailing dots and spaces, and so does the user's eye for spaces around a dot.
-  name = name.replace(/ *\. */gu, '.').replace(/ {2,}/gu, ' ').replace(/[. ]+$/u, '').trim();
+  name = withoutTrailing(tightenDots(name).replace(/ {2,}/gu, ' '), '. ').trim();
   return { name: name.toLowerCase(), hadBidiControls, hadInvisible, hadWhitespaceRun };
+}
+
+// Trims and dot-tightening by hand, not by regex: a regex ending in `[. ]+$` or starting with ` *` retries each
+// position of a long run (a name of 200,000 spaces then `x` took 14 s); names come from the sender, and TNEF's
+// or a header's can be that long.
+
+/** `s` without the characters of `chars` at its end. */
+function withoutTrailing(s: string, chars: string): string {
+  let end = s.length;
+  while (end > 0 && chars.includes(s.charAt(end - 1))) end--;
+  return s.slice(0, end);
+}
+
+/** Spaces around each dot removed: `invoice .pdf . exe` → `invoice.pdf.exe`. */
+function tightenDots(s: string): string {
+  if (!s.includes('.')) return s;
+  const segments = s.split('.');
+  return segments.map((seg, i) => (i > 0 ? seg.replace(/^ +/u, '') : seg)).map((seg, i) => (i < segments.length - 1 ? withoutTrailing(seg, ' ') : seg)).join('.');
 }
 
 /** The extensions of a normalised name, last first: `a.tar.gz` → ['gz', 'tar']; a leading dot (`.bashrc`) is not one. */

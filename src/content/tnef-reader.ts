@@ -12,7 +12,7 @@ export interface TnefAttachment {
   readonly displayName: string | undefined;
   /** attAttachData and PR_ATTACH_DATA_BIN/OBJ (an object without its interface id), each that is present and distinct. */
   readonly contents: readonly Buffer[];
-  /** PR_ATTACH_METHOD 5 or an IMessage object: an embedded message, whose own TNEF stream is among `contents`. */
+  /** PR_ATTACH_METHOD 5: an embedded message, whose own TNEF stream (an IMessage object) is among `contents`. */
   readonly embeddedMessage: boolean;
 }
 
@@ -63,13 +63,14 @@ const FIXED_SIZES: ReadonlyMap<number, number> = new Map([
 ]);
 const NAMED_PROPERTY_MIN_ID = 0x8000;
 const IID_BYTES = 16;
-// IID_IMessage {00020307-0000-0000-C000-000000000046} as stored (first three fields little-endian).
-const IID_IMESSAGE = Buffer.from('0703020000000000c000000000000046', 'hex');
 
 const SIGNATURE = 0x223e9f78;
 // A real attachment has up to four names and two contents; a stream repeating them beyond these is crafted
 // (and would otherwise cost a comparison with every one kept before).
 const MAX_NAMES = 8;
+// Windows keeps a file name to 255 characters, and a subject (an embedded message's display name) is rarely a
+// tenth of this: a name past it is crafted, and unreadable rather than megabytes for every name rule.
+const MAX_NAME_CHARS = 16 * 1024;
 const MAX_CONTENTS = 4;
 
 /** Thrown inside this file only, when the stream does not add up; readTnef turns it into `unreadable`. */
@@ -208,14 +209,18 @@ function keepVariable(id: number, type: number, value: Buffer, into: AttachmentI
   if (id === PR_ATTACH_DATA && type === PT_BINARY) addContent(into.contents, value);
   else if (id === PR_ATTACH_DATA && type === PT_OBJECT) {
     if (value.length < IID_BYTES) throw new Malformed('object shorter than its interface id');
-    // An embedded message is a TNEF stream of its own after the interface id: handed out as content like a file,
-    // it is read in turn (within the depth limit), since Outlook opens its attachments from it.
-    if (value.subarray(0, IID_BYTES).equals(IID_IMESSAGE)) into.embeddedMessage = true;
+    // An embedded message is a TNEF stream of its own after the interface id (IID_IMessage): handed out as content
+    // like a file's, it is read in turn (within the depth limit), since Outlook opens its attachments from it.
+    // Only the attach method makes the attachment an embedded message (whose display name is a subject): an
+    // object alone must not hide a file's display name from the name rules.
     addContent(into.contents, value.subarray(IID_BYTES));
   } else if (type === PT_STRING8 || type === PT_UNICODE) {
     const name = type === PT_UNICODE ? withoutTerminator(value.toString('utf16le')) : string8(value);
     if (id === PR_ATTACH_LONG_FILENAME || id === PR_ATTACH_FILENAME) addName(into.fileNames, name);
-    else if (id === PR_DISPLAY_NAME) into.displayName ??= name; // the first, as there is one to show
+    else if (id === PR_DISPLAY_NAME) {
+      if (name.length > MAX_NAME_CHARS) throw new Malformed(`a name of ${name.length} characters`);
+      into.displayName ??= name; // the first, as there is one to show
+    }
   }
 }
 
@@ -227,12 +232,18 @@ function string8(bytes: Buffer): string {
   return withoutTerminator(bytes.toString('latin1'));
 }
 
-/** Strings carry their terminating NUL; a NUL inside the name is kept (name rules read both sides of it). */
+/**
+ * Strings carry their terminating NUL; a NUL inside the name is kept (name rules read both sides of it). A loop:
+ * `/\0+$/` retries each position of a long run of NULs.
+ */
 function withoutTerminator(s: string): string {
-  return s.replace(/\0+$/u, '');
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 0) end--;
+  return s.slice(0, end);
 }
 
 function addName(names: string[], name: string): void {
+  if (name.length > MAX_NAME_CHARS) throw new Malformed(`a name of ${name.length} characters`);
   if (name === '' || names.includes(name)) return;
   if (names.length >= MAX_NAMES) throw new Malformed('too many names for one attachment');
   names.push(name);

@@ -36,6 +36,17 @@ describe('normaliseFileName', () => {
       assert.equal(n.hadWhitespaceRun, flags.run ?? false);
     });
   }
+
+  test('time linear in the name: runs of 200,000 spaces, dots, slashes or NULs before one more character', () => {
+    for (const run of [' ', '.', '/', '\\', '\0', ' .']) {
+      const raw = `${run.repeat(200_000)}x`;
+      const t0 = performance.now();
+      normaliseFileName(raw);
+      normaliseFileName(`${raw}.exe${run.repeat(200_000)}`);
+      const ms = performance.now() - t0;
+      assert.ok(ms < 500, `${JSON.stringify(run)}: ${ms.toFixed(0)} ms`);
+    }
+  });
 });
 
 describe('extension analysis', () => {

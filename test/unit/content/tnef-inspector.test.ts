@@ -7,7 +7,7 @@ import { attachmentsSchema, defaultAttachmentsConfig } from 'postfix-milter-ts/c
 import { inspectMessage } from 'postfix-milter-ts/content/attachment-inspector.js';
 import type { Finding, InspectionResult } from 'postfix-milter-ts/content/finding.js';
 import { buildMessage } from '../../harness/mail-builder.js';
-import { type TnefFile, makeTnef } from './tnef-writer.js';
+import { PROPERTY_TYPES, type TnefFile, makeTnef, mapiProperty } from './tnef-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 /** A message whose second part is `content` under `name`, declared application/ms-tnef unless said otherwise. */
@@ -70,6 +70,13 @@ describe('attachments inside TNEF', () => {
     assert.deepEqual(r.findings, []);
   });
 
+  test('an IMessage object does not make a file an embedded message: its display name is still judged', async () => {
+    const iidIMessage = Buffer.from('0703020000000000c000000000000046', 'hex');
+    const object = mapiProperty(PROPERTY_TYPES.object, 0x3701, [Buffer.concat([iidIMessage, Buffer.from('x')])]);
+    const r = await inspect(winmail({ displayName: 'invoice.js', data: 'WScript.Echo(1)', extraProperties: [object] }));
+    assert.deepEqual(described(r.findings), ['banned-extension/banned-extension part 2 > winmail.dat > invoice.js']);
+  });
+
   test('the attachments of an embedded message are judged too: Outlook opens them from the embedded item', async () => {
     const r = await inspect(winmail({ displayName: 'Re: your order', embeddedMessage: true, embeddedFiles: [{ longName: 'invoice.exe', data: SAMPLES.pe() }] }));
     assert.deepEqual(described(r.findings), [
@@ -126,6 +133,13 @@ describe('attachments inside TNEF', () => {
 
     const nested = winmail({ longName: 'winmail.dat', data: winmail({ longName: 'invoice.exe', data: notAProgram }) });
     assert.deepEqual(described((await inspect(nested)).findings), ['banned-extension/banned-extension part 2 > winmail.dat > winmail.dat > invoice.exe']);
-    assert.deepEqual(described((await inspect(nested, { config: { archives: { maxDepth: 1 } } })).findings), ['archive-limit/archive-depth part 2 > winmail.dat']);
+    assert.deepEqual(described((await inspect(nested, { config: { maxMessageDepth: 1 } })).findings), ['archive-limit/message-depth part 2 > winmail.dat']);
+  });
+
+  test('a chain of four forwards (embedded messages) is within the default depth, and the innermost file is judged', async () => {
+    let files: TnefFile[] = [{ longName: 'invoice.exe', data: notAProgram }];
+    for (let i = 0; i < 3; i++) files = [{ displayName: `Fw: ${i}`, embeddedMessage: true, embeddedFiles: files }];
+    const r = await inspect(winmail(...files));
+    assert.deepEqual(described(r.findings), ['banned-extension/banned-extension part 2 > winmail.dat > attachment 1 > attachment 1 > attachment 1 > invoice.exe']);
   });
 });

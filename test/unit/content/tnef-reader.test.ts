@@ -60,6 +60,14 @@ describe('readTnef', () => {
     assert.ok(performance.now() - t0 < 100, `${performance.now() - t0} ms`);
   });
 
+  test('a name past 16 Ki characters is crafted: unreadable; a long run of NULs is trimmed in linear time', () => {
+    assert.equal(readTnef(makeTnef([{ longName: `${'a'.repeat(20_000)}.exe` }]), 100).unreadable, 'a name of 20004 characters');
+    const t0 = performance.now();
+    const listing = readTnef(makeTnef([{ title: `${'\0'.repeat(16_000)}a` }, { title: `b.txt${'\0'.repeat(200_000)}` }]), 100);
+    assert.ok(performance.now() - t0 < 200, `${performance.now() - t0} ms`);
+    assert.deepEqual(listing.attachments[1]?.fileNames, ['b.txt']);
+  });
+
   test('more attachments than asked for: the first ones, and tooMany', () => {
     const listing = readTnef(makeTnef([{ longName: 'a.txt' }, { longName: 'b.txt' }, { longName: 'c.txt' }]), 2);
     assert.deepEqual({ names: listing.attachments.map((a) => a.fileNames[0]), tooMany: listing.tooMany }, { names: ['a.txt', 'b.txt'], tooMany: true });
