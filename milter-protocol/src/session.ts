@@ -282,7 +282,7 @@ export class MilterSession<S> implements SessionContext<S> {
     if (this.ended) return undefined;
     const owed = this.owed;
     if (owed !== undefined) this.send(owed, encodeResponse({ type: 'tempfail' }), 'tempfail');
-    this.abandonedAt = owed;
+    this.abandonedAt ??= owed;
     this.stopProgress();
     this.ended = true;
     this.transport.end();
@@ -295,14 +295,15 @@ export class MilterSession<S> implements SessionContext<S> {
     return this.ended;
   }
 
-  /** The command answered tempfail when the session was abandoned (now or at a later command), if any. */
+  /** The first command answered tempfail because the session was abandoned (then or at a later command), if any. */
   get tempfailedAt(): CommandType | undefined {
     return this.abandonedAt;
   }
 
   /**
    * Abandons the session at the next command the MTA waits for a reply to (at once if it waits now): that one is
-   * answered tempfail, the commands before it are not handled, and ABORT or QUIT end it without a reply. For a
+   * answered tempfail (each RCPT is, and the session waits for the next command), the commands before it are not
+   * handled, and ABORT or QUIT end it without a reply. For a
    * stop that reaches a session between two commands of its message: cut there, the message would get the MTA's
    * default action for a dead milter, which is accept in Sendmail without F=T.
    */
@@ -338,7 +339,12 @@ export class MilterSession<S> implements SessionContext<S> {
         const cmd = decodeCommand(frame);
         if (this.awaitsReply(frame)) this.owed = cmd.type;
         if (this.refusing) {
-          if (this.owed !== undefined || cmd.type === 'abort' || cmd.type === 'quit' || cmd.type === 'quit-nc') this.abandon();
+          // A tempfail at RCPT refuses only that recipient: the session stays, so that the message itself is
+          // answered tempfail when it goes on (DATA, headers, body, end), not left to the MTA's default action.
+          if (this.owed === 'rcpt') {
+            this.abandonedAt ??= 'rcpt';
+            this.send('rcpt', encodeResponse({ type: 'tempfail' }), 'tempfail');
+          } else if (this.owed !== undefined || cmd.type === 'abort' || cmd.type === 'quit' || cmd.type === 'quit-nc') this.abandon();
           continue;
         }
         pending = this.handle(cmd);

@@ -383,7 +383,7 @@ test('graceful close at the deadline: the hook still at work sees that the MTA w
   assert.deepEqual(seen, [undefined, 'eom']);
 });
 
-test('graceful close at the deadline: a session between two commands of its message gets tempfail at its next command, which is not handled', async () => {
+test('graceful close at the deadline: a session between two commands of its message gets tempfail at its next commands (each RCPT, then the end of message), which are not handled', async () => {
   const rcpts: string[] = [];
   const { server, address } = await start<undefined>({ envfrom: () => undefined, envrcpt: (_s, r) => void rcpts.push(r) });
   const c = await MilterClient.connect(address);
@@ -392,9 +392,12 @@ test('graceful close at the deadline: a session between two commands of its mess
   const closed = server.close(100);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(c.closed, false, 'kept open past the deadline for its next command');
-  const rcpt = await c.send({ type: 'rcpt', recipient: '<a@example.test>', esmtpArgs: [] });
-  assert.equal(rcpt?.final.type, 'tempfail');
-  assert.deepEqual(rcpts, [], 'the command answered tempfail is not handed to the filter');
+  // Each RCPT is answered tempfail, and the session stays (a tempfail at RCPT refuses only that recipient) …
+  for (const r of ['<a@example.test>', '<b@example.test>']) assert.equal((await c.send({ type: 'rcpt', recipient: r, esmtpArgs: [] }))?.final.type, 'tempfail');
+  assert.equal(c.closed, false);
+  // … until the message goes on: its end is answered tempfail too, and the session ends.
+  assert.equal((await c.send({ type: 'eom', chunk: Buffer.alloc(0) }))?.final.type, 'tempfail');
+  assert.deepEqual(rcpts, [], 'the commands answered tempfail are not handed to the filter');
   assert.deepEqual(await closed, { tempfailed: 1, cut: 0 });
   await c.waitForClose();
 });
