@@ -1,62 +1,108 @@
 // The tar inside a gzip (`.tgz`, `.tar.gz`): Windows 11, 7-Zip and WinRAR open one straight through to the
-// tar's members, while 7-Zip's listing of the gzip alone names only the inner `x.tar`. Decompressed in zlib's
-// thread pool (the event loop is not held) and never past a limit (a gzip bomb costs the limit, no more).
+// tar's members, while 7-Zip's listing of the gzip alone names only the inner `x.tar`. Walked as a stream:
+// decompressed in zlib's thread pool (the event loop is not held) into tar-stream, which reads each header and
+// skips the data, so the tar is never held; a message costs zlib's and tar-stream's chunk buffers, not the
+// tar's size, and a bomb stops at the first limit it reaches.
 import { createGunzip } from 'node:zlib';
+import { extract } from 'tar-stream';
+
+export interface TarWalkLimits {
+  /** Names past this stop the walk: one more is reported, to say there were more. */
+  readonly maxMembers: number;
+  /** Decompressed bytes allowed (what is left of the message's expanded-size budget). */
+  readonly maxBytes: number;
+  readonly timeoutMs: number;
+  /** Checked between entries. */
+  readonly cancelled: () => boolean;
+}
+
+export interface TarListing {
+  /** Member names in order, at most maxMembers + 1. */
+  readonly names: string[];
+  /** Decompressed bytes walked; past maxBytes when the walk stopped there (a header's claim counts). */
+  readonly expandedBytes: number;
+  /** False when damaged, cut short or over the time limit; a walk stopped at a limit is not damaged. */
+  readonly complete: boolean;
+  /** Why it is not complete, for the log. */
+  readonly error?: string;
+}
 
 /** What a gzip holds, as far as listing goes. */
 export type GzipContent =
-  /** A tar, whole. */
-  | { readonly kind: 'tar'; readonly tar: Buffer }
+  | { readonly kind: 'tar'; readonly listing: TarListing }
   /** Not a tar: the name in the gzip's header is all there is to judge. */
   | { readonly kind: 'other' }
-  /** A tar that decompresses to more than the limit. */
-  | { readonly kind: 'too-large' }
-  /** A tar whose compressed data is damaged or cut short. */
-  | { readonly kind: 'unreadable' };
+  /** The message was aborted during the walk. */
+  | { readonly kind: 'cancelled' };
 
-// ustar (POSIX and GNU) writes its magic here; the bytes before are the first member's name and sizes.
-const TAR_MAGIC = Buffer.from('ustar', 'latin1');
-const TAR_MAGIC_AT = 257;
-const TAR_HEAD_BYTES = TAR_MAGIC_AT + TAR_MAGIC.length;
+const HEADER_BYTES = 512;
 
 export function startsLikeGzip(buf: Buffer): boolean {
   return buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b;
 }
 
-function startsLikeTar(head: Buffer): boolean {
-  return head.subarray(TAR_MAGIC_AT, TAR_HEAD_BYTES).equals(TAR_MAGIC);
-}
-
 /**
- * Decompresses `gz` when its content starts like a tar, up to `maxBytes`; content that is not a tar is
- * decompressed no further than its first bytes.
+ * Walks the tar in `gz` when its first header is one tar-stream accepts (its checksum holds: ustar, GNU and old
+ * v7 tars alike); anything else is 'other', decompressed no further than the chunk holding that header.
  */
-export function gunzipTar(gz: Buffer, maxBytes: number): Promise<GzipContent> {
+export function walkGzippedTar(gz: Buffer, limits: TarWalkLimits): Promise<GzipContent> {
   return new Promise((resolve) => {
     const gunzip = createGunzip({ chunkSize: 64 * 1024 });
-    const chunks: Buffer[] = [];
-    let size = 0;
+    // v7 tars have no magic: the checksum is what tells a header from other data. (tar-stream's own types leave
+    // this option out.)
+    const options: Parameters<typeof extract>[0] & { allowUnknownFormat: boolean } = { allowUnknownFormat: true };
+    const tar = extract(options);
+    const names: string[] = [];
+    let bytes = 0;
+    // Set by the first entry; before it, an error means the content is not a tar.
     let isTar = false;
     let settled = false;
     const settle = (content: GzipContent): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       gunzip.destroy();
+      tar.destroy();
       resolve(content);
     };
+    const stop = (complete: boolean, error?: string): void =>
+      settle({ kind: 'tar', listing: { names, expandedBytes: bytes, complete, ...(error === undefined ? {} : { error }) } });
+    const timer = setTimeout(() => stop(false, `walking the tar took longer than ${limits.timeoutMs} ms`), limits.timeoutMs);
+
     gunzip.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      chunks.push(chunk);
-      size += chunk.length;
-      if (!isTar && size >= TAR_HEAD_BYTES) {
-        if (!startsLikeTar(Buffer.concat(chunks))) return settle({ kind: 'other' });
-        isTar = true;
-      }
-      if (isTar && size > maxBytes) settle({ kind: 'too-large' });
+      bytes += chunk.length;
+      // Before the first entry too: tar-stream reads on past all-zero blocks, so a gzip of zeros is a tar to it.
+      if (bytes > limits.maxBytes) stop(true);
     });
-    // Fewer bytes than a tar's magic, damaged or not: not a tar.
-    gunzip.on('error', () => settle(isTar ? { kind: 'unreadable' } : { kind: 'other' }));
-    gunzip.on('end', () => settle(isTar ? { kind: 'tar', tar: Buffer.concat(chunks, size) } : { kind: 'other' }));
+    tar.on('entry', (header, stream, next) => {
+      isTar = true;
+      if (settled) return;
+      if (limits.cancelled()) return settle({ kind: 'cancelled' });
+      // 7-Zip lists a directory without its trailing slash.
+      names.push(header.name.replace(/\/+$/, ''));
+      if (names.length > limits.maxMembers) return stop(true);
+      // The header says how far the tar goes: a member larger than the budget stops the walk before its data.
+      const end = stream.offset + HEADER_BYTES + header.size;
+      if (end > limits.maxBytes) {
+        bytes = Math.max(bytes, end);
+        return stop(true);
+      }
+      // Errors are the walk's own (reported on `tar`); without a listener one would be thrown.
+      stream.on('error', () => undefined);
+      stream.on('end', () => next());
+      stream.resume();
+    });
+    const failed = (e: Error): void => (isTar ? stop(false, e.message) : settle({ kind: 'other' }));
+    // tar-stream is handed what was decompressed before the damage, then ended: whether the first header was a
+    // tar's is known only once it has read that.
+    let damage: Error | undefined;
+    gunzip.on('error', (e) => {
+      damage = e;
+      tar.end(null);
+    });
+    tar.on('error', failed);
+    tar.on('finish', () => (damage === undefined ? stop(true) : failed(damage)));
+    gunzip.pipe(tar);
     gunzip.end(gz);
   });
 }

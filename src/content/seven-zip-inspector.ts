@@ -1,12 +1,12 @@
-// Judges a RAR, 7z, CAB, ARJ, LZH, tar or gzip archive (and the tar in a .tgz) by the member names 7-Zip lists:
-// the same name rules as attachments and zip members, the member-count and expanded-size limits, password
-// protection, and what cannot be listed. Names only: members are not extracted (clamd scans inside these
-// formats itself); only a gzip is decompressed, to list the tar it may hold. One message's archives are
-// listed one at a time (ArchiveContext.listingTurns).
+// Judges a RAR, 7z, CAB, ARJ, LZH, tar or gzip archive by the member names 7-Zip lists, and the tar in a .tgz
+// by the names walked in it (gzipped-tar.ts): the same name rules as attachments and zip members, the
+// member-count and expanded-size limits, password protection, and what cannot be listed. Names only: members
+// are not extracted (clamd scans inside these formats itself). One message's archives are listed one at a
+// time (ArchiveContext.listingTurns).
 import { type ArchiveContext, type ArchiveReport, unlistable } from './archive-context.js';
 import type { Finding } from './finding.js';
 import type { RealType } from './magic.js';
-import { gunzipTar, startsLikeGzip } from './gzipped-tar.js';
+import { startsLikeGzip, walkGzippedTar } from './gzipped-tar.js';
 import { checkName } from './name-rules.js';
 import type { SevenZipListing } from './seven-zip-listing.js';
 
@@ -25,30 +25,33 @@ export function isListedBySevenZip(type: RealType): boolean {
  */
 export function inspectWithSevenZip(buf: Buffer, name: string, path: string, ctx: ArchiveContext): Promise<ArchiveReport> {
   return ctx.listingTurns.run(async () => {
-    if (ctx.cancelled()) return { findings: [], members: 0, listed: new Set<string>() };
+    if (ctx.cancelled()) return report({ findings: [], names: [] });
     const { limits } = ctx;
     const listing = await ctx.lister.list(buf, limits.maxMembers, limits.listTimeout);
+    if (ctx.cancelled()) return report({ findings: [], names: [] });
     const outer = judgeListing(listing, name, path, ctx);
-    // The tar's whole size is spent from the budget below, and the tar is held while it is listed: it may take
-    // no more than either allows.
-    const maxTarBytes = Math.min(limits.maxBytes, Math.max(0, ctx.budget.expandedLeft));
-    const content = startsLikeGzip(buf) ? await gunzipTar(buf, maxTarBytes) : undefined;
+    // Bounded by the budget, not archives.maxBytes: that limit is for archives held in memory, and the tar is
+    // walked as a stream, never held.
+    const content = startsLikeGzip(buf)
+      ? await walkGzippedTar(buf, { maxMembers: limits.maxMembers, maxBytes: Math.max(0, ctx.budget.expandedLeft), timeoutMs: limits.listTimeout, cancelled: ctx.cancelled })
+      : undefined;
+    if (content?.kind === 'cancelled') return report({ findings: [], names: [] });
     if (content?.kind !== 'tar') {
-      // Past the limit: at least one byte more than it was spent, whatever the gzip's trailer claims.
-      outer.findings.push(...spend(ctx, content?.kind === 'too-large' ? Math.max(listing.expandedBytes, maxTarBytes + 1) : listing.expandedBytes, name, path));
-      if (content?.kind === 'too-large' && maxTarBytes === limits.maxBytes) outer.findings.push(...unlistable(ctx, 'archive-too-large', name, path));
-      if (content?.kind === 'unreadable' && listing.complete) outer.findings.push(...unlistable(ctx, 'archive-unreadable', name, path));
+      outer.findings.push(...spend(ctx, listing.expandedBytes, name, path));
       return report(outer);
     }
     // The tar's members are the gzip's content: its size is spent once, as decompressed (the trailer may lie).
-    outer.findings.push(...spend(ctx, content.tar.length, name, path));
-    const tar = judgeListing(await ctx.lister.list(content.tar, limits.maxMembers, limits.listTimeout), name, path, ctx);
-    return report({ findings: [...outer.findings, ...tar.findings], names: [...outer.names, ...tar.names] });
+    outer.findings.push(...spend(ctx, content.listing.expandedBytes, name, path));
+    // tar has no encryption of its own.
+    const tar = judgeListing({ ...content.listing, encrypted: false }, name, path, ctx);
+    // Damage 7-Zip already saw in the gzip is reported once.
+    const tarFindings = listing.complete ? tar.findings : tar.findings.filter((f) => f.rule !== 'archive-unreadable');
+    return report({ findings: [...outer.findings, ...tarFindings], names: [...outer.names, ...tar.names] });
   });
 }
 
 /** The findings for one listing's names, count, password protection and completeness (not its size). */
-function judgeListing(listing: SevenZipListing, name: string, path: string, ctx: ArchiveContext): { findings: Finding[]; names: string[] } {
+function judgeListing(listing: Pick<SevenZipListing, 'names' | 'encrypted' | 'complete'>, name: string, path: string, ctx: ArchiveContext): { findings: Finding[]; names: string[] } {
   const { limits } = ctx;
   const findings: Finding[] = [];
   const names = listing.names.slice(0, limits.maxMembers);

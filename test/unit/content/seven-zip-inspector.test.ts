@@ -2,6 +2,7 @@
 // members, password protection, what cannot be listed, the limits, and the worker's time limit.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import { crc32, gzipSync } from 'node:zlib';
 import { type AttachmentsConfig, attachmentsSchema } from 'postfix-milter-ts/content/attachment-config.js';
 import type { ArchiveContext } from 'postfix-milter-ts/content/archive-context.js';
@@ -9,9 +10,9 @@ import { inspectZip } from 'postfix-milter-ts/content/archive-inspector.js';
 import { compileContentRules } from 'postfix-milter-ts/content/content-rules.js';
 import { compileNameRules } from 'postfix-milter-ts/content/name-rules.js';
 import { SerialQueue } from 'postfix-milter-ts/content/serial-queue.js';
-import { ArchiveListerBusyError, SevenZipLister } from 'postfix-milter-ts/content/seven-zip-lister.js';
+import { type ArchiveLister, ArchiveListerBusyError, SevenZipLister } from 'postfix-milter-ts/content/seven-zip-lister.js';
 import { inspectWithSevenZip } from 'postfix-milter-ts/content/seven-zip-inspector.js';
-import { gzipNamed, makeTarBomb, makeTgz } from './gzip-writer.js';
+import { gzipNamed, gzipWithZeros, makeTar, makeTarBomb, makeTgz, tarHeader } from './gzip-writer.js';
 import { makeRar } from './rar-writer.js';
 import { makeWithSevenZip } from './seven-zip-writer.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
@@ -72,6 +73,8 @@ describe('inspectWithSevenZip', () => {
     ['tar with a shortcut', () => makeWithSevenZip('tar', [{ name: 'photo.lnk', data: 'x' }]), ['archive-banned-member/banned-extension']],
     ['gzip whose header names an executable', () => gzipNamed('invoice.exe', 'MZ'), ['archive-banned-member/banned-extension']],
     ['gzip without a name', () => gzipSync(Buffer.from('log line\n')), []],
+    // More than a tar header's worth of text: not a tar (its checksum fails), so the gzip's own name is judged.
+    ['gzip of a text file named invoice.exe', () => gzipNamed('invoice.exe', 'log line\n'.repeat(200)), ['archive-banned-member/banned-extension']],
     // 7-Zip prints control characters as `_`: the name cannot hide its extension on a line of its own.
     ['RAR name with a newline before the real extension', () => makeRar([{ name: 'readme.txt\nSize = 3.exe', data: 'x' }]), ['archive-banned-member/banned-extension']],
     ['RAR name with a right-to-left override', () => makeRar([{ name: 'x\u202egpj.exe', data: 'x' }]), ['archive-banned-member/banned-extension']],
@@ -97,12 +100,70 @@ describe('inspectWithSevenZip', () => {
     assert.deepEqual(await kindsAndRules(await makeTgz([{ name: 'notes.txt', data: 'x' }, { name: 'logs/today.txt', data: 'y' }])), []);
   });
 
-  test('a gzip bomb that starts like a tar: archive-too-large (or allowed by policy), decompressed no further than archives.maxBytes', async () => {
-    const bomb = await makeTarBomb(50 * 1024 * 1024);
+  test('a .tar.gz of 27 MB of logs, more than archives.maxBytes: walked within the expanded-size budget, no finding', async () => {
+    const log = Array.from({ length: 450_000 }, (_, i) => `2026-11-23T09:25:58Z app[${i % 977}]: request ${i} served in ${i % 31} ms\n`).join('');
+    assert.ok(log.length > 27_000_000);
+    const tgz = gzipSync(makeTar([{ name: 'logs/app.log', data: log }, { name: 'logs/README', data: 'rotated daily' }]));
+    const c = ctx();
+    const r = await inspectWithSevenZip(tgz, 'logs.tar.gz', 'part 2 > logs.tar.gz', c);
+    assert.deepEqual(r.findings, []);
+    assert.equal(r.members, 3);
+    // The tar's whole size is spent from the budget, as decompressed.
+    assert.ok(c.budget.expandedLeft < c.limits.maxExpandedBytes - 27_000_000);
+  });
+
+  test('an old-format (v7) tar, without the ustar magic, in a .tgz: its members are walked like any tar\'s', async () => {
+    const tgz = gzipSync(makeTar([{ name: 'readme.txt', data: 'hi' }, { name: 'invoice.exe', data: SAMPLES.pe() }], 'v7'));
+    const r = await inspectWithSevenZip(tgz, 'docs.tgz', 'part 2 > docs.tgz', ctx());
+    assert.deepEqual(r.findings, [{ kind: 'archive-banned-member', rule: 'banned-extension', name: 'invoice.exe', extension: 'exe', path: 'part 2 > docs.tgz > invoice.exe' }]);
+  });
+
+  test('a tar bomb in a gzip stops at the first limit it reaches, at once', async () => {
     const started = performance.now();
-    assert.deepEqual(await kindsAndRules(bomb), ['archive-limit/archive-too-large']);
-    assert.ok(performance.now() - started < 5000, 'stops at the limit');
-    assert.deepEqual(await kindsAndRules(bomb, ctx({ unlistable: 'allow' })), []);
+    // One 600 MB member: over the 512 MB budget by its header alone, before its data is decompressed.
+    const bomb = makeTarBomb(600);
+    assert.deepEqual(await kindsAndRules(bomb), ['archive-limit/archive-expanded-size']);
+    // Members before the limit are still judged.
+    const afterExe = gzipWithZeros(Buffer.concat([makeTar([{ name: 'run.exe', data: 'MZ' }]).subarray(0, 1024), tarHeader('zeros.bin', 600 * 1024 * 1024)]), 600);
+    assert.deepEqual(await kindsAndRules(afterExe), ['archive-banned-member/banned-extension', 'archive-limit/archive-expanded-size']);
+    // Many small members: the walk stops one past maxMembers.
+    const many = gzipSync(makeTar(Array.from({ length: 5000 }, (_, i) => ({ name: `f${i}.txt`, data: '' }))));
+    const r = await inspectWithSevenZip(many, 'x.tgz', 'part 2 > x.tgz', ctx());
+    assert.deepEqual(r.findings.map((f) => f.rule), ['archive-members']);
+    assert.equal(r.members, 1 + 2000);
+    assert.ok(performance.now() - started < 3000, 'stops at the limit');
+  });
+
+  test('a .tgz whose tar is cut short after its first header: archive-unreadable (or allowed by policy)', async () => {
+    const data = randomBytes(64 * 1024);
+    const cutGzip = gzipSync(makeTar([{ name: 'a.bin', data }])).subarray(0, 20 * 1024);
+    const cutTar = gzipSync(makeTar([{ name: 'a.bin', data }], 'v7').subarray(0, 4096));
+    for (const tgz of [cutGzip, cutTar]) {
+      assert.deepEqual(await kindsAndRules(tgz), ['archive-limit/archive-unreadable']);
+      assert.deepEqual(await kindsAndRules(tgz, ctx({ unlistable: 'allow' })), []);
+    }
+  });
+
+  test('a .tgz whose walk runs past archives.listTimeout (endless empty blocks after the tar): archive-unreadable', async () => {
+    // 7-Zip is not what is timed here: a stand-in lists the gzip at once.
+    const quick: ArchiveLister = { list: () => Promise.resolve({ names: ['archive~'], encrypted: false, expandedBytes: 0, complete: true }) };
+    const padded = gzipWithZeros(makeTar([{ name: 'a.txt', data: 'x' }]), 2000);
+    const c = { ...ctx({ listTimeout: '100ms', maxExpandedBytes: '4G' }), lister: quick };
+    const started = performance.now();
+    assert.deepEqual(await kindsAndRules(padded, c), ['archive-limit/archive-unreadable']);
+    assert.ok(performance.now() - started < 1000, 'stops at the time limit');
+  });
+
+  test('a message aborted during the outer listing, or between the tar\'s entries, is not walked further', async () => {
+    const abortedAfter = (checks: number): ArchiveContext => {
+      let n = 0;
+      return { ...ctx(), cancelled: () => ++n > checks };
+    };
+    const tgz = gzipSync(makeTar([{ name: 'readme.txt', data: 'hi' }, { name: 'invoice.exe', data: 'MZ' }]));
+    // Checked before the outer listing, after it, then at each entry.
+    assert.deepEqual(await inspectWithSevenZip(tgz, 'x.tgz', 'part 2 > x.tgz', abortedAfter(1)), { findings: [], members: 0, listed: new Set() });
+    assert.deepEqual(await kindsAndRules(tgz, abortedAfter(3)), []);
+    assert.deepEqual(await kindsAndRules(tgz, abortedAfter(4)), ['archive-banned-member/banned-extension']);
   });
 
   test('a 7z that makes 7-Zip ask for a gigabyte of memory: refused, unreadable', async () => {
