@@ -78,8 +78,10 @@ export function walkGzippedTar(gz: Buffer, limits: TarWalkLimits): Promise<GzipC
       isTar = true;
       if (settled) return;
       if (limits.cancelled()) return settle({ kind: 'cancelled' });
-      // 7-Zip lists a directory without its trailing slash.
-      names.push(header.name.replace(/\/+$/, ''));
+      // 7-Zip lists a directory without its trailing slash (a loop: `/\/+$/` retries each slash of a long run).
+      let nameEnd = header.name.length;
+      while (nameEnd > 0 && header.name.charCodeAt(nameEnd - 1) === 0x2f) nameEnd--;
+      names.push(header.name.slice(0, nameEnd));
       if (names.length > limits.maxMembers) return stop(true);
       // The header says how far the tar goes: a member larger than the budget stops the walk before its data.
       const end = stream.offset + HEADER_BYTES + header.size;
