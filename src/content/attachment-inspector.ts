@@ -187,12 +187,12 @@ class MessageWalker {
     const shownAs = declared === 'text' ? 'text/plain' : declared;
     const isBodyText = names.length === 0 && (shownAs === 'text/plain' || shownAs === 'text/html') && part.disposition !== 'attachment';
     const claimed = claimedFormat(declared, names);
-    const collector = new ContentCollector(shared.config.archives.maxBytes, claimed !== undefined);
+    const collector = new ContentCollector(shared.config.archives.maxBytes, claimed !== undefined, true);
     const uuBlocks: EncodedBlock[] = [];
     const uu = shownAs.startsWith('text/')
       ? new UuencodeScanner((name, kind): DecodedSink => {
           const claimedByName = claimedFormat('', [name]);
-          const c = new ContentCollector(shared.config.archives.maxBytes, claimedByName !== undefined);
+          const c = new ContentCollector(shared.config.archives.maxBytes, claimedByName !== undefined, true);
           uuBlocks.push({ name, kind, claimed: claimedByName, collector: c });
           return { write: (b) => c.write(b), end: () => undefined };
         })
@@ -408,7 +408,7 @@ export class AttachmentInspector {
         return;
       }
       this.mode = 'shortcut';
-      this.shortcut = { contentType: plain.contentType, body: new PlainBodyWatch(), magic: new ContentCollector(MAGIC_HEAD_BYTES) };
+      this.shortcut = { contentType: plain.contentType, body: new PlainBodyWatch(), magic: new ContentCollector(MAGIC_HEAD_BYTES, false, true) };
       this.watchBody(all.subarray(end.body));
     } else {
       this.watchBody(chunk);

@@ -61,6 +61,8 @@ export type RealType =
 export const MAGIC_HEAD_BYTES = 40 * 1024;
 /** Bytes of the end of content used by detectType (DMG "koly" and fixed-VHD footers are in the last 512). */
 export const MAGIC_TAIL_BYTES = 512;
+/** Bytes after the head kept of markup (wantsMarkupTail) for detectType: smuggling code sits after its payload. */
+export const MARKUP_TAIL_BYTES = 64 * 1024;
 
 function at(buf: Uint8Array, offset: number, sig: readonly number[]): boolean {
   if (offset + sig.length > buf.length) return false;
@@ -125,51 +127,208 @@ function looksLikeText(head: Uint8Array): boolean {
 }
 
 // HTML smuggling needs both halves: a file built in script (Blob, File, atob, an object URL) and a way to hand
-// it to the user (`download` set from script, or in the markup with an object URL minted; navigation to an
-// object URL; msSave(OrOpen)Blob, which takes a Blob and so is both). Either alone is ordinary: saved pages
-// decode base64, bundles mint object URLs for workers, download links point at real files. Only <script>
-// bodies are read as script, so code shown in documentation is not taken for the page's own; property access
-// is matched as templates obfuscate it.
+// it to the user (`download` set from script, or in the markup on a link with no real target of its own;
+// navigation to an object URL of data embedded in the page; msSave(OrOpen)Blob, which takes a Blob and so is
+// both). Either alone is ordinary: saved pages decode base64, bundles mint object URLs for workers, download
+// links point at real files. Script is what a browser runs: <script> bodies, data: script sources, event-handler
+// attributes and javascript: URLs; code shown in documentation (escaped) is not taken for the page's own.
+// Property access is matched as templates obfuscate it. No regex here puts two unbounded quantifiers that can
+// match the same characters next to each other: a run of blanks would be split every way (seconds on 40 KiB).
 
 /**
  * `.name` or `["name"]`, with the whitespace and newlines templates put inside. Starts with a literal, not `\s*`:
  * a regex starting with `\s*` retries every position of a run of blanks (seconds on 40 KiB of them).
  */
 const prop = (name: string): string => `(?:\\.\\s*${name}(?![\\w$])|\\[\\s*["'\`]${name}["'\`]\\s*\\])`;
-const SCRIPT_BODY = /<script\b[^>]*>([\s\S]*?)(?:<\/script|$)/g;
+// `[^<>]*` not `[^>]*`: a `<script` that never closes its tag must not scan to the end once per occurrence.
+const SCRIPT = /<script\b([^<>]*)>([\s\S]*?)(?:<\/script|$)/g;
 const BUILDS = /createobjecturl|\bnew\s+(?:blob|file)\s*\(|\batob\s*\(/;
-const SETS_DOWNLOAD = new RegExp(`${prop('download')}\\s*=(?!=)|setattribute["'\`\\]\\s]*\\(\\s*["'\`]download["'\`]`);
-const SAVES_BLOB = /mssave(?:oropen)?blob/;
-// Quoted values are stepped over whole, so "free download" in a title is no attribute; neither reaches past a
-// `<`, so each tag is scanned once even when it never closes.
-const DOWNLOAD_ATTRIBUTE = /<(?:a|area)\b(?:[^<>"']|"[^<>"]*"|'[^<>']*')*?\sdownload(?=[\s=>/])/;
-const LOCATION = `\\blocation(?:["'\`]\\s*\\])?\\s*`;
-const NAVIGATE = `(?:${LOCATION}(?:${prop('href')})?\\s*=(?!=)|${LOCATION}(?:${prop('assign')}|${prop('replace')})\\s*\\(|(?:\\bopen|\\[\\s*["'\`]open["'\`]\\s*\\])\\s*\\()\\s*`;
-// Navigation to an object URL, directly or through a variable assigned one shortly before (`u = URL.createObjectURL(b); …
-// location.href = u`); the distance keeps a minified bundle's reused one-letter names apart.
-const NAVIGATES_TO_OBJECT_URL = new RegExp(
-  `${NAVIGATE}[^;\\n]{0,40}?createobjecturl|(?<![\\w$.])([\\w$]+)\\s*=(?!=)\\s*[^;=\\n]{0,80}?createobjecturl[\\s\\S]{0,300}?${NAVIGATE}\\1(?![\\w$])`,
+// The data is in the page (base64, bytes, char codes), not fetched: what a print preview or a worker lacks.
+const EMBEDS_DATA = /\batob\s*\(|base64|uint8array|fromcharcode|charcodeat/;
+// Assigning false, null, 0 and the like turns an option off (`player.options.download = false`); a name is a string.
+const SETS_DOWNLOAD = new RegExp(
+  `${prop('download')}\\s*=(?![=>])(?!\\s*(?:false|true|null|undefined|void|!?[01])(?![\\w$.]))|setattribute["'\`\\]\\s]*\\(\\s*["'\`]download["'\`]`,
 );
+const SAVES_BLOB = /mssave(?:oropen)?blob/;
+const LOCATION = `\\blocation(?:["'\`]\\s*\\])?`;
+// Where an object URL is handed to the browser to open: location (= / assign / replace) or open(…).
+const NAVIGATE = `(?:${LOCATION}(?:\\s*${prop('href')})?\\s*=(?![=>])|${LOCATION}\\s*(?:${prop('assign')}|${prop('replace')})\\s*\\(|(?:\\bopen|\\[\\s*["'\`]open["'\`]\\s*\\])\\s*\\()`;
+// Where a link gets its target from script, for a download link in the markup.
+const SETS_HREF = `(?:${prop('href')}\\s*=(?![=>])|setattribute["'\`\\]\\s]*\\(\\s*["'\`]href["'\`]\\s*,)`;
+// The sink's value: an expression mentioning createObjectURL within 40 characters, or a bare name. After the
+// blanks comes a non-blank, so they are split one way only.
+const sinkTaking = (sink: string): RegExp => new RegExp(`${sink}\\s*(?:(?:[^\\s;][^;\\n]{0,40}?)?(createobjecturl)|([\\w$]+)(?![\\w$]))`, 'g');
+const NAVIGATES = sinkTaking(NAVIGATE);
+const SETS_HREF_TO = sinkTaking(SETS_HREF);
+const ASSIGNS_OBJECT_URL = /(?<![\w$.])([\w$]+)\s*=(?![=>])\s*(?:[^\s;=][^;=\n]{0,80}?)?createobjecturl/g;
+// A name bound again as a parameter or declaration between assignment and use is another variable (minified
+// bundles reuse `e` in every function).
+const BINDS = /\bfunction\b[^(){};]{0,40}\(([^()]{0,200})\)|\(([^()]{0,200})\)\s*=>|(?<![\w$.])([\w$]+)\s*=>|\b(?:var|let|const)\s+([\w$]+)/g;
+// A tag and its attributes; a quoted value is stepped over whole (it may hold `>`), as the browser reads it.
+// Name and attribute loop both take name characters, but nothing follows the loop, so it never backtracks.
+const TAG = /<([a-z][^\s/<>]*)((?:[^<>"']|"[^"]*"|'[^']*')*)/g;
+const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g;
+/** Encoded bytes of a data: script source decoded at most (templates inline a loader, not the payload). */
+const MAX_DATA_SCRIPT_CHARS = 64 * 1024;
 
-function smuggles(lower: string): boolean {
-  let js = '';
-  for (const m of lower.matchAll(SCRIPT_BODY)) js += `${m[1] ?? ''}\n;`;
+/** The text of data:…[;base64],… or undefined for another URL. */
+function dataUrlText(url: string): string | undefined {
+  const m = /^\s*data:([^,]*),/i.exec(url);
+  if (!m) return undefined;
+  const body = url.slice(m[0].length, m[0].length + MAX_DATA_SCRIPT_CHARS);
+  if (/;\s*base64\s*$/i.test(m[1] ?? '')) return Buffer.from(body, 'base64').toString('latin1');
+  return body.replace(/%([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
+const ENTITIES: Readonly<Record<string, string>> = { quot: '"', apos: "'", amp: '&', lt: '<', gt: '>' };
+/** An attribute value as the browser hands it to script: the character references templates use decoded. */
+function attributeText(value: string): string {
+  return value.replace(/&(?:(quot|apos|amp|lt|gt)|#(\d{1,7})|#x([0-9a-f]{1,6}));?/g, (all, name?: string, dec?: string, hex?: string) => {
+    if (name !== undefined) return ENTITIES[name] ?? all;
+    const code = dec !== undefined ? parseInt(dec, 10) : parseInt(hex ?? '', 16);
+    return code < 0x110000 ? String.fromCodePoint(code) : all;
+  });
+}
+
+interface PageScript {
+  /** Everything read as script, lower case, pieces separated by `\n;`. */
+  readonly js: string;
+  /** An <a>/<area> with a download attribute and no real target: its href is absent, empty, `#`, javascript:, blob: or data:. */
+  readonly blankDownloadLink: boolean;
+  /** Any <a>/<area> with a download attribute. */
+  readonly downloadLink: boolean;
+}
+
+/** What a browser would run of a page (`text` in its own case, `lower` the same lower-cased), and its download links. */
+function pageScript(text: string, lower: string): PageScript {
+  const pieces: string[] = [];
+  for (const m of lower.matchAll(SCRIPT)) {
+    pieces.push(m[2] ?? '');
+    const attrs = m[1] ?? '';
+    // data: payloads are case-sensitive base64: read from the original text at the same offsets (latin1 lower-casing keeps lengths).
+    if (attrs.includes('data:')) {
+      const from = m.index + '<script'.length;
+      const src = attribute(text.slice(from, from + attrs.length), 'src');
+      const code = src !== undefined ? dataUrlText(src) : undefined;
+      if (code !== undefined) pieces.push(code.toLowerCase());
+    }
+  }
+  let blankDownloadLink = false;
+  let downloadLink = false;
+  for (const m of lower.matchAll(TAG)) {
+    const attrs = m[2] ?? '';
+    if (!attrs.includes('=') && !attrs.includes('download')) continue;
+    const isLink = m[1] === 'a' || m[1] === 'area';
+    let download = false;
+    let href: string | undefined;
+    for (const a of attrs.matchAll(ATTRIBUTE)) {
+      const name = a[1] ?? '';
+      const value = a[2] ?? a[3] ?? a[4];
+      // Character references may spell upper case (`&#X41;`): lower-cased again after decoding.
+      if (/^on[a-z]+$/.test(name) && value !== undefined) pieces.push(attributeText(value).toLowerCase());
+      else if (value !== undefined && /^\s*javascript:/.test(value)) pieces.push(attributeText(value).toLowerCase().replace(/^\s*javascript:/, ''));
+      if (isLink && name === 'download') download = true;
+      if (isLink && name === 'href') href ??= attributeText(value ?? '').trim();
+    }
+    if (download) {
+      downloadLink = true;
+      if (href === undefined || href === '' || href.startsWith('#') || /^(?:javascript|blob|data):/.test(href)) blankDownloadLink = true;
+    }
+  }
+  return { js: pieces.join('\n;'), blankDownloadLink, downloadLink };
+}
+
+/** The value of attribute `name` in a tag's attribute text, as written. */
+function attribute(attrs: string, name: string): string | undefined {
+  for (const a of attrs.matchAll(ATTRIBUTE)) if ((a[1] ?? '').toLowerCase() === name) return a[2] ?? a[3] ?? a[4] ?? '';
+  return undefined;
+}
+
+/**
+ * Whether `js` hands an object URL to `sink`: directly (`location.href = URL.createObjectURL(b)`), or through a
+ * name assigned one shortly before (`u = URL.createObjectURL(b); … location.assign(u)`) and not bound again
+ * in between; the distance keeps a minified bundle's reused one-letter names apart.
+ */
+function objectUrlReaches(js: string, sink: RegExp): boolean {
+  for (const m of js.matchAll(sink)) if (m[1] !== undefined) return true;
+  for (const m of js.matchAll(ASSIGNS_OBJECT_URL)) {
+    const name = m[1] ?? '';
+    const from = m.index + m[0].length;
+    const window = js.slice(from, from + 400);
+    for (const use of window.matchAll(sink)) {
+      if (use.index > 300) break;
+      if (use[2] === name && !bindsAgain(window.slice(0, use.index), name)) return true;
+    }
+  }
+  return false;
+}
+
+function bindsAgain(code: string, name: string): boolean {
+  const word = new RegExp(`(?<![\\w$])${name.replace(/\$/g, '\\$')}(?![\\w$])`);
+  for (const b of code.matchAll(BINDS)) if ([b[1], b[2], b[3], b[4]].some((s) => s !== undefined && word.test(s))) return true;
+  return false;
+}
+
+/** `text`: the page in its own case (latin1). */
+function smuggles(text: string): boolean {
+  const page = pageScript(text, text.toLowerCase());
+  const js = page.js;
   if (SAVES_BLOB.test(js)) return true;
   if (!BUILDS.test(js)) return false;
   if (SETS_DOWNLOAD.test(js)) return true;
   if (!js.includes('createobjecturl')) return false;
-  return DOWNLOAD_ATTRIBUTE.test(lower) || NAVIGATES_TO_OBJECT_URL.test(js);
+  if (page.blankDownloadLink || (page.downloadLink && objectUrlReaches(js, SETS_HREF_TO))) return true;
+  // Opening an object URL, in this tab or a new one, is how kits deliver a built file (a PDF or HTML blob is
+  // shown, anything else saved), so window.open counts like location; a print preview or worker of fetched or
+  // generated data embeds none.
+  return EMBEDS_DATA.test(js) && objectUrlReaches(js, NAVIGATES);
 }
 
-function classifyMarkup(lower: string): RealType | undefined {
-  const isSvg = /<svg[\s>]/.test(lower) && !/<html[\s>]/.test(lower);
-  const isHtml = /<(?:!doctype html|html|head|body|script|iframe|meta|hta:application)[\s>]/.test(lower);
+const HTML_TAG = /<(?:!doctype html|html|head|body|script|iframe|meta|hta:application)[\s>]/;
+const SVG_TAG = /<svg[\s>]/;
+
+/**
+ * Whether a head (MAGIC_HEAD_BYTES) is markup whose later bytes detectType reads: HTML or SVG, or text that
+ * starts with a tag or comment. Only such parts need a MARKUP_TAIL_BYTES tail kept.
+ */
+export function wantsMarkupTail(head: Uint8Array): boolean {
+  if (!looksLikeText(head)) return false;
+  const start = textStart(head);
+  const lower = Buffer.from(head.buffer, head.byteOffset + start, head.length - start).toString('latin1').toLowerCase();
+  return lower.startsWith('<') || HTML_TAG.test(lower) || SVG_TAG.test(lower);
+}
+
+/**
+ * Head and tail as one text for the script rules, or the head alone when there is no separate tail. Kits put
+ * a large base64 payload first and the code after it, past the head. The bytes between are not seen: code
+ * entirely there is missed, and a statement cut at the seam is read as two halves.
+ */
+function joinTail(head: string, tail: string | undefined): string {
+  if (tail === undefined || tail === '') return head;
+  const lowerHead = head.toLowerCase();
+  const lowerTail = tail.toLowerCase();
+  const headInScript = lowerHead.lastIndexOf('<script') > lowerHead.lastIndexOf('</script');
+  const open = lowerTail.indexOf('<script');
+  const close = lowerTail.indexOf('</script');
+  // A tail that closes a script before opening one starts inside a script, whether or not the head ends in one.
+  const tailInScript = close === -1 ? open === -1 && headInScript : open === -1 || close < open;
+  const seam = headInScript ? (tailInScript ? '\n' : '\n</script>\n') : tailInScript ? '\n<script>\n' : '\n';
+  return head + seam + tail;
+}
+
+function classifyMarkup(text: string, tail: string | undefined): RealType | undefined {
+  const lower = text.toLowerCase();
+  const lowerTail = tail?.toLowerCase();
+  const isSvg = SVG_TAG.test(lower) && !/<html[\s>]/.test(lower);
+  // Tags only past the head still make markup of text that starts like it (a 40 KiB comment, then the page).
+  const isHtml = HTML_TAG.test(lower) || (lowerTail !== undefined && lower.startsWith('<') && HTML_TAG.test(lowerTail));
   if (!isSvg && !isHtml) return undefined;
   if (/<hta:application[\s>]/.test(lower)) return 'hta';
-  const hasScript = /<script[\s>]/.test(lower) || /\son[a-z]+\s*=/.test(lower) || /javascript:/.test(lower);
-  if (isSvg) return hasScript ? 'svg-script' : 'svg';
-  if (/<script[\s>]/.test(lower) && smuggles(lower)) return 'html-smuggling';
-  return 'html';
+  if (isSvg) {
+    const hasScript = (s: string): boolean => /<script[\s>]/.test(s) || /\son[a-z]+\s*=/.test(s) || /javascript:/.test(s);
+    return hasScript(lower) || (lowerTail !== undefined && hasScript(lowerTail)) ? 'svg-script' : 'svg';
+  }
+  return smuggles(joinTail(text, tail)) ? 'html-smuggling' : 'html';
 }
 
 // TNEF's signature is the 32-bit little-endian 0x223E9F78.
@@ -199,7 +358,8 @@ export function archiveType(head: Uint8Array): ArchiveType | undefined {
 
 /**
  * The real type of content from its first bytes (`head`, up to MAGIC_HEAD_BYTES) and optionally its last
- * bytes (`tail`, up to MAGIC_TAIL_BYTES, for formats identified by a footer).
+ * bytes (`tail`: up to MAGIC_TAIL_BYTES for formats identified by a footer, up to MARKUP_TAIL_BYTES for markup,
+ * whose script is read there too when the head is full; it should not overlap the head, or the overlap is read twice).
  */
 export function detectType(head: Uint8Array, tail?: Uint8Array): RealType {
   if (isPe(head)) return 'pe';
@@ -246,9 +406,10 @@ export function detectType(head: Uint8Array, tail?: Uint8Array): RealType {
 
   if (!looksLikeText(head)) return 'unknown';
   const start = textStart(head);
-  const lower = Buffer.from(head.buffer, head.byteOffset + start, head.length - start).toString('latin1').toLowerCase();
-  if (lower.startsWith('begin:vcalendar')) return 'calendar';
-  return classifyMarkup(lower) ?? 'text';
+  const text = Buffer.from(head.buffer, head.byteOffset + start, head.length - start).toString('latin1');
+  if (text.slice(0, 15).toLowerCase() === 'begin:vcalendar') return 'calendar';
+  const markupTail = tail !== undefined && head.length >= MAGIC_HEAD_BYTES ? Buffer.from(tail.buffer, tail.byteOffset, tail.length).toString('latin1') : undefined;
+  return classifyMarkup(text, markupTail) ?? 'text';
 }
 
 export function isArchiveType(t: RealType): t is ArchiveType {

@@ -123,6 +123,16 @@ describe('AttachmentInspector', () => {
     assert.deepEqual((await inspectMessage(only, defaultAttachmentsConfig())).findings.map((f) => f.rule), ['html-smuggling']);
   });
 
+  test('a smuggling page whose code follows a 300 KB payload is judged, as an attachment, a body and the only body', async () => {
+    const page = `<html><body><script>var f = "${'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAA'.repeat(6400)}";\nvar b = new Blob([atob(f)]); var a = document.createElement("a"); a.href = URL.createObjectURL(b); a.download = "invoice.iso"; a.click();</script></body></html>`;
+    const attached = message([file('invoice.html', page, 'text/html')]);
+    assert.deepEqual((await inspectMessage(attached, defaultAttachmentsConfig())).findings.map((f) => `${f.rule}/${f.path}`), ['html-smuggling/part 1']);
+    const body = message([file('report.pdf', SAMPLES.pdf(), 'application/pdf'), { headers: 'Content-Type: text/html\r\n', body: page }]);
+    assert.deepEqual((await inspectMessage(body, defaultAttachmentsConfig())).findings.map((f) => f.rule), ['html-smuggling']);
+    const only = Buffer.from(`From: a@example.net\r\nContent-Type: text/html\r\n\r\n${page}\r\n`);
+    assert.deepEqual((await inspectMessage(only, defaultAttachmentsConfig())).findings.map((f) => f.rule), ['html-smuggling']);
+  });
+
   test('too many parts is malformed-mime', async () => {
     const raw = message(Array.from({ length: 6 }, (_, i) => file(`f${i}.txt`, 'x', 'text/plain')));
     const r = await inspectMessage(raw, attachmentsSchema.parse({ maxParts: 5 }));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type RealType, detectType, typeContradiction } from 'postfix-milter-ts/content/magic.js';
+import { MAGIC_HEAD_BYTES, MARKUP_TAIL_BYTES, type RealType, detectType, typeContradiction } from 'postfix-milter-ts/content/magic.js';
 import { SAMPLES, makeZip } from './zip-writer.js';
 
 const bytes = (...parts: (string | number[])[]): Buffer => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
@@ -121,4 +121,82 @@ describe('detectType: HTML smuggling needs a file built in script and a way to h
   for (const [label, head, want] of cases) {
     test(`${label} → ${want}`, () => assert.equal(detectType(head), want));
   }
+});
+
+describe('detectType: HTML smuggling past the head, in event handlers and data: scripts', () => {
+  const page = (html: string): Buffer => Buffer.from(html, 'latin1');
+  const payload = 'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAA4fug4AtAnNIbgBTM0hVGhpcyBwcm9ncmFt'.repeat(2700); // ~300 KB
+  const template = 'var b = new Blob([Uint8Array.from(atob(f), c => c.charCodeAt(0))]); var a = document.createElement("a"); a.href = URL.createObjectURL(b); a.download = "invoice.iso"; a.click();';
+  /** What a part's collector hands detectType: the head, and the bytes after it up to MARKUP_TAIL_BYTES. */
+  const split = (whole: Buffer): [Buffer, Buffer] => [whole.subarray(0, MAGIC_HEAD_BYTES), whole.subarray(Math.max(MAGIC_HEAD_BYTES, whole.length - MARKUP_TAIL_BYTES))];
+  const cases: [label: string, html: string, want: RealType][] = [
+    ['a 300 KB base64 payload, then the code in the same script', `<!DOCTYPE html><html><body><script>var f = "${payload}";\n${template}</script></body></html>`, 'html-smuggling'],
+    ['a 300 KB payload in one script, the code in the next', `<html><body><script>var f = "${payload}";</script>\n<script>${template}</script></body></html>`, 'html-smuggling'],
+    ['a 40 KiB comment, then the script', `<!DOCTYPE html><html><head><!-- ${'lorem ipsum '.repeat(3500)} --></head><body><script>var f = "TVo=";${template}</script></body></html>`, 'html-smuggling'],
+    ['a page starting with a 40 KiB comment, its tags all after', `<!-- ${'x'.repeat(42000)} -->\n<html><body><script>var f = "TVo=";${template}</script></body></html>`, 'html-smuggling'],
+    ['a payload in the head and a download link given the object URL in the tail', `<html><body><script>var f = "${payload}";</script><a id="dl" download="invoice.iso"></a><script>dl.href = URL.createObjectURL(new Blob([atob(f)])); dl.click();</script></body></html>`, 'html-smuggling'],
+    ['an SVG whose script follows 40 KiB of path data', `<svg xmlns="http://www.w3.org/2000/svg"><path d="${'M0 0L10 10 '.repeat(4000)}"/><script>alert(1)</script></svg>`, 'svg-script'],
+    ['a long newsletter whose tail has ordinary script', `<!DOCTYPE html><html><body>${'<p>News of the week, <a href="https://example.com/a">read more</a></p>\n'.repeat(2000)}<script>window.dataLayer = []; var id = atob("VUEtMTIz");</script></body></html>`, 'html'],
+  ];
+  for (const [label, html, want] of cases) {
+    test(`${label} → ${want}`, () => assert.equal(detectType(...split(page(html))), want));
+  }
+
+  const handlers: [label: string, html: string, want: RealType][] = [
+    ['<img onerror> that builds and downloads', `<html><body><img src=x onerror="var b=new Blob([atob('TVo=')]);var a=document.createElement('a');a.href=URL.createObjectURL(b);a.download='invoice.iso';a.click()"></body></html>`, 'html-smuggling'],
+    ['<svg onload> inside HTML, quotes as character references', '<html><body><svg onload="a=document.createElement(&quot;a&quot;);a.href=URL.createObjectURL(new Blob([atob(p)]));a.setAttribute(&quot;download&quot;,&quot;x.iso&quot;);a.click()"></svg></body></html>', 'html-smuggling'],
+    ['<body onload> calling msSaveOrOpenBlob', '<html><body onload=\'navigator.msSaveOrOpenBlob(new Blob([atob(p)]),"x.iso")\'></body></html>', 'html-smuggling'],
+    ['<script src="data:text/javascript;base64,…"> of the template', `<html><body><script src="data:text/javascript;base64,${Buffer.from(`var f="TVo=";${template}`).toString('base64')}"></script></body></html>`, 'html-smuggling'],
+    ['<script src="data:,…"> percent-encoded', `<html><body><script src="data:text/javascript,${encodeURIComponent(`var f="TVo=";${template}`)}"></script></body></html>`, 'html-smuggling'],
+    ['a handler spelling its code in numeric character references', `<html><body><img src=x onerror="${[...'navigator.msSaveOrOpenBlob(new Blob([p]),"x.iso")'].map((c) => `&#x${c.charCodeAt(0).toString(16).toUpperCase()};`).join('')}"></body></html>`, 'html-smuggling'],
+    ['a newsletter with tracking pixels and image handlers', '<!DOCTYPE html><html><body><img src="https://t.example.com/o.gif?u=1" width="1" height="1" onload="this.style.display=\'none\'"><img src="logo.png" onerror="this.src=\'fallback.png\'"><a href="https://example.com/app" onclick="window.open(this.href); return false">Download our app</a></body></html>', 'html'],
+    ['a handler shown as escaped text', '<html><body><pre>&lt;img src=x onerror="a.download=\'x.iso\';a.href=URL.createObjectURL(new Blob([atob(p)]))"&gt;</pre></body></html>', 'html'],
+  ];
+  for (const [label, html, want] of handlers) {
+    test(`${label} → ${want}`, () => assert.equal(detectType(page(html)), want));
+  }
+});
+
+describe('detectType: HTML smuggling, ordinary pages that share a half', () => {
+  const page = (html: string): Buffer => Buffer.from(html, 'latin1');
+  const cases: [label: string, html: string, want: RealType][] = [
+    ['a download link to a real file, and a worker from an object URL', '<!DOCTYPE html><html><body><a href="/files/report.pdf" download>Report</a><script>var w = new Worker(URL.createObjectURL(new Blob([src], {type: "text/javascript"})));</script></body></html>', 'html'],
+    ['a download link with no target, given an object URL', '<html><body><a id="dl" href="#" download="invoice.iso">x</a><script>dl.href = URL.createObjectURL(new Blob([atob(p)])); dl.click();</script></body></html>', 'html-smuggling'],
+    ['a download link to a real file, its href then set to an object URL', '<html><body><a id="dl" href="/report.pdf" download>x</a><script>var u = URL.createObjectURL(new Blob([atob(p)])); dl.href = u; dl.click();</script></body></html>', 'html-smuggling'],
+    ['minified: an object URL in one function, location.href of a parameter in the next', `<html><script>function d(t){var e=URL.createObjectURL(t);return e}function r(e){location.href=e}var k=atob(s);</script></html>`, 'html'],
+    ['window.open of a PDF blob not embedded in the page (print preview)', '<html><script>fetch("/invoice.pdf").then(function(r){return r.blob()}).then(function(pdfBlob){window.open(URL.createObjectURL(pdfBlob))});</script></html>', 'html'],
+    ['window.open of a PDF blob built from base64 in the page', '<html><script>var pdfBlob = new Blob([Uint8Array.from(atob(p), c => c.charCodeAt(0))], {type: "application/pdf"}); window.open(URL.createObjectURL(pdfBlob));</script></html>', 'html-smuggling'],
+    ['atob of a JWT and a player option download = false', '<html><script>var claims = JSON.parse(atob(jwt.split(".")[1])); player.options.download = false; cfg.download=!1;</script></html>', 'html'],
+    ['a.download = name from a variable', '<html><script>var b = new Blob([atob(p)]); a.href = URL.createObjectURL(b); a.download = fileName; a.click();</script></html>', 'html-smuggling'],
+  ];
+  for (const [label, html, want] of cases) {
+    test(`${label} → ${want}`, () => assert.equal(detectType(page(html)), want));
+  }
+});
+
+describe('detectType: HTML smuggling rules take linear time on adversarial input', () => {
+  const open = '<html><body><script>var b = new Blob([atob("TVo=")]); var u = URL.createObjectURL(b);\n';
+  const constructs = [
+    'if(0) location', 'location.href', 'location[', 'window["location"]', 'location.assign', 'open', 'window["open"]', 'a.download', 'a["download"]',
+    'a.setAttribute(', 'x = URL.createObjectURL(b)', 'x =', 'new', 'atob', 'function r(', '(e)', '</script><a download', '</script><a href=', '</script><img onerror=',
+    '</script><img src=x onerror="', '</script><script src="data:text/javascript;base64,', '</script><script', '</script><', '</script>&#',
+  ];
+  const fillers = [' ', '\n', '\t', '=', '"', "'", 'location', 'createobjecturl', 'location.href=', 'u=URL.createObjectURL(b);', '<script', '<a download ', '(', 'function(e)', '&quot;', ' onclick=', 'x<y '];
+  test(`${constructs.length} constructs × ${fillers.length} fillers of 40 KiB (plus a 64 KiB tail): each under 200 ms`, () => {
+    let worst = 0;
+    let worstCase = '';
+    for (const c of constructs) {
+      for (const f of fillers) {
+        const fill = f.repeat(Math.ceil(MARKUP_TAIL_BYTES / f.length));
+        const head = Buffer.from((open + c + fill).slice(0, MAGIC_HEAD_BYTES), 'latin1');
+        const tail = Buffer.from(fill.slice(0, MARKUP_TAIL_BYTES), 'latin1');
+        const t0 = performance.now();
+        detectType(head, tail);
+        const ms = performance.now() - t0;
+        if (ms > worst) [worst, worstCase] = [ms, `${JSON.stringify(c)} + ${JSON.stringify(f)}`];
+      }
+    }
+    console.log(`worst: ${worst.toFixed(1)} ms for ${worstCase}`);
+    assert.ok(worst < 200, `${worstCase} took ${worst.toFixed(0)} ms`);
+  });
 });
