@@ -305,8 +305,9 @@ export function createGatewayFilter(services: GatewayServices): MilterFilter<Ses
       for (const f of blockedFiles(inspection?.findings ?? [])) metrics.attachmentBlocked(f.kind, f.extension);
       const totalSeconds = (performance.now() - m.startedAt) / 1000;
       metrics.messageFinished({ verdict: METRIC_VERDICT[verdict.action], sizeBytes: stream.bytes, seconds: totalSeconds });
-      // A client is an offender for what it sent, not for our checks failing (clamd down tempfails everyone).
-      const refusedForContent = verdict.action !== 'accept' && !(verdict.action === 'tempfail' && checks.failures.length > 0);
+      // A client is an offender for what it sent, not for our checks failing (clamd down tempfails everyone) or
+      // for our stopping.
+      const refusedForContent = verdict.action !== 'accept' && !(verdict.action === 'tempfail' && (checks.failures.length > 0 || session.tempfailedAt !== undefined));
       if (refusedForContent || verdict.label === 'tagged') offenders.record(s.client.address || 'unknown', verdict.label);
 
       s.log.info(
