@@ -337,10 +337,9 @@ test('graceful close does not wait for an MTA to close its side of an idle conne
   assert.equal(server.sessionCount, 0);
 });
 
-/** A server whose filter never answers end of message, and one session waiting there. */
-async function endOfMessageNeverAnswered() {
-  const filter: MilterFilter<undefined> = { eom: () => new Promise(() => undefined) };
-  const { server, address } = await start(filter);
+/** A server whose filter never answers end of message (unless `onEom` does), and one session waiting there. */
+async function endOfMessageNeverAnswered(onEom: MilterFilter<undefined>['eom'] = () => new Promise(() => undefined)) {
+  const { server, address } = await start<undefined>({ eom: onEom });
   const c = await MilterClient.connect(address);
   await c.negotiate();
   await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
@@ -362,20 +361,13 @@ test('graceful close at the deadline: an end of message still waiting is answere
 test('graceful close at the deadline: the hook still at work sees that the MTA was answered tempfail (tempfailedAt)', async () => {
   let finish: () => void = () => undefined;
   const seen: Array<string | undefined> = [];
-  const filter: MilterFilter<undefined> = {
-    eom: async (session) => {
-      seen.push(session.tempfailedAt);
-      await new Promise<void>((r) => (finish = r));
-      seen.push(session.tempfailedAt);
-      return Verdict.accept;
-    },
-  };
-  const { server, address } = await start(filter);
-  const c = await MilterClient.connect(address);
-  await c.negotiate();
-  await c.send({ type: 'mail', sender: '<>', esmtpArgs: [] });
-  const eom = c.send({ type: 'eom', chunk: Buffer.alloc(0) });
-  await waitUntil('the EOM to reach the filter', () => seen.length === 1);
+  const { server, eom } = await endOfMessageNeverAnswered(async (session) => {
+    seen.push(session.tempfailedAt);
+    await new Promise<void>((r) => (finish = r));
+    seen.push(session.tempfailedAt);
+    return Verdict.accept;
+  });
+  assert.deepEqual(seen, [undefined]);
   await server.close(50);
   assert.equal((await eom)?.final.type, 'tempfail');
   finish();
